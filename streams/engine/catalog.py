@@ -1,0 +1,206 @@
+"""The metric catalog: one entry per metric, configurable in one TOML file.
+
+A metric is "orders satisfying predicate N" over "orders satisfying predicate D",
+both counted over orders purchased in the last ``window_days`` UTC days, compared
+with a target. Adding a metric is one entry here (or in the TOML file) naming two
+predicates from :data:`streams.engine.rules.PREDICATES`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias
+
+from streams.engine.rules import PREDICATES
+from streams.errors import ConfigError
+
+Healthy: TypeAlias = Literal["at_least", "below"]
+"""``at_least``: healthy when value >= target; ``below``: healthy when value < target."""
+HEALTHY_VALUES: Final[tuple[Healthy, ...]] = ("at_least", "below")
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    window_days: int
+    numerator: str
+    denominator: str
+    target: float
+    healthy: Healthy
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"metric {self.name!r}"
+        if not self.name.isidentifier():
+            raise ConfigError(f"{where}: name must be snake_case, got {self.name!r}")
+        if not 1 <= self.window_days <= 3660:
+            raise ConfigError(
+                f"{where}: window_days must be 1..3660, got {self.window_days!r}"
+            )
+        for role in ("numerator", "denominator"):
+            pred = getattr(self, role)
+            if pred not in PREDICATES:
+                raise ConfigError(
+                    f"{where}: {role} must be one of {sorted(PREDICATES)}, got {pred!r}"
+                )
+        if self.healthy not in HEALTHY_VALUES:
+            raise ConfigError(
+                f"{where}: healthy must be one of {HEALTHY_VALUES}, got {self.healthy!r}"
+            )
+        if not 0.0 <= self.target <= 1.0:
+            raise ConfigError(f"{where}: target must be in 0..1, got {self.target!r}")
+
+    def is_breached(self, value: float) -> bool:
+        if self.healthy == "at_least":
+            return value < self.target
+        return value >= self.target
+
+
+DEFAULT_CATALOG: Final[tuple[Metric, ...]] = (
+    Metric(
+        "perfect_order_percentage", 90, "perfect", "order", 0.97, "at_least",
+        "Orders with no defect, seller cancellation, late shipment, refund or "
+        "buyer message, over all orders (seed 000).",
+    ),
+    Metric(
+        "order_defect_rate", 60, "defect", "order", 0.01, "below",
+        "Orders with negative feedback, an A-to-z claim or a chargeback (Amazon ODR).",
+    ),
+    Metric(
+        "pre_fulfillment_cancel_rate", 7, "pre_fulfillment_cancellation", "order",
+        0.025, "below", "Orders the seller cancelled before shipping them (seed 004).",
+    ),
+    Metric(
+        "late_shipment_rate", 10, "late_shipment", "order", 0.04, "below",
+        "Orders confirmed after ship_by, or not confirmed once it passed (seed 004).",
+    ),
+    Metric(
+        "refund_rate", 60, "refunded", "order", 0.01, "below",
+        "Orders refunded by the seller: seed 004's 'order defect rate'.",
+    ),
+    Metric(
+        "valid_tracking_rate", 30, "valid_tracking", "shipped", 0.95, "at_least",
+        "Shipped orders with a non-empty tracking id, over shipped orders.",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The metrics in force, plus the derived facts the engine needs from them."""
+
+    metrics: tuple[Metric, ...]
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ConfigError("the metric catalog is empty")
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"metric names must be unique, repeated: {dupes}")
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Distinct window lengths, ascending: one running sum per seller each."""
+        return tuple(sorted({m.window_days for m in self.metrics}))
+
+    @property
+    def horizon_days(self) -> int:
+        """Orders older than this many days count nowhere and are dropped."""
+        return max(m.window_days for m in self.metrics)
+
+    def by_name(self, name: str) -> Metric:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+
+def default_catalog() -> Catalog:
+    return Catalog(DEFAULT_CATALOG)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read a catalog TOML file.
+
+    Format: one table per metric, e.g. ``[metrics.late_shipment_rate]`` with
+    ``window_days``, ``target`` and, for new metrics, ``numerator``,
+    ``denominator`` and ``healthy``. Entries naming a default metric override only
+    the keys they give; metrics absent from the file keep their defaults unless
+    ``replace_defaults = true`` is set at the top level.
+    """
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read metric catalog {path}: {exc}") from None
+    return catalog_from_mapping(doc, source=str(path))
+
+
+def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Catalog:
+    tables = doc.get("metrics", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError(f"{source}: [metrics] must be a table")
+    defaults = {m.name: m for m in DEFAULT_CATALOG}
+    replace = bool(doc.get("replace_defaults", False))
+    result: dict[str, Metric] = {} if replace else dict(defaults)
+    allowed = {"window_days", "target", "numerator", "denominator", "healthy",
+               "description"}
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: metrics.{name} must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{source}: metrics.{name}: unknown keys {unknown}; "
+                f"allowed: {sorted(allowed)}"
+            )
+        base = defaults.get(name)
+        fields: dict[str, Any] = (
+            {
+                "window_days": base.window_days,
+                "numerator": base.numerator,
+                "denominator": base.denominator,
+                "target": base.target,
+                "healthy": base.healthy,
+                "description": base.description,
+            }
+            if base
+            else {"description": ""}
+        )
+        fields.update(table)
+        missing = sorted(
+            {"window_days", "numerator", "denominator", "target", "healthy"} - set(fields)
+        )
+        if missing:
+            raise ConfigError(f"{source}: new metric {name!r} needs {missing}")
+        if not isinstance(fields["window_days"], int) or isinstance(
+            fields["window_days"], bool
+        ):
+            raise ConfigError(
+                f"{source}: metrics.{name}.window_days must be an integer, "
+                f"got {fields['window_days']!r}"
+            )
+        try:
+            target = float(fields["target"])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{source}: metrics.{name}.target must be a number, "
+                f"got {fields['target']!r}"
+            ) from None
+        result[name] = Metric(
+            name=name,
+            window_days=fields["window_days"],
+            numerator=str(fields["numerator"]),
+            denominator=str(fields["denominator"]),
+            target=target,
+            healthy=fields["healthy"],
+            description=str(fields["description"]),
+        )
+    return Catalog(tuple(result.values()))
+
+
+def metric_names(catalog: Catalog) -> Sequence[str]:
+    return [m.name for m in catalog.metrics]

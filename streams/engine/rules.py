@@ -1,0 +1,145 @@
+"""What makes an order imperfect: the per-order rules, in one screen.
+
+An order's state is a handful of facts (:class:`OrderFacts`) that events fold into
+(see :mod:`streams.engine.orders`). :func:`evaluate` turns those facts, as of time
+``now``, into a bit mask of *predicates*: "is this order late?", "does it carry a
+defect?", ... The seller windows count orders per predicate, and every metric in the
+catalog is one predicate over another (see :mod:`streams.engine.catalog`).
+
+Sources: the Perfect Order Percentage post (seed 000) for what makes an order
+imperfect and its exceptions; the seller-performance article (seed 004) for
+pre-fulfillment cancellation and late shipment. Issue #2 pins the details.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+# --- facts: the few things the rules need, kept per order ----------------------
+
+NO_TIME: Final = (1 << 63) - 1
+"""Sentinel for "never" in first-X times (greater than any real instant)."""
+NO_LATEST: Final = -(1 << 63)
+"""Sentinel for "no event yet" in latest-X times (less than any real instant)."""
+
+# Fact flags (bits of ``OrderFacts.flags``).
+HAS_ORDER: Final = 1 << 0  # the ``order`` event arrived; until then the order is pending
+ANY_CANCEL: Final = 1 << 1  # any cancellation, buyer or seller
+REFUNDED_F: Final = 1 << 2  # any refund
+TRACKED_F: Final = 1 << 3  # some shipment carried a non-empty tracking_id
+FB_NEGATIVE: Final = 1 << 4  # latest feedback: rating <= 2 and not removed
+ATOZ_OPEN: Final = 1 << 5  # latest A-to-z status is opened or granted
+CHARGEBACK_OPEN: Final = 1 << 6  # latest chargeback status is opened or granted
+
+
+class OrderFacts(NamedTuple):
+    ship_by: int  # us; meaningful only with HAS_ORDER
+    first_ship: int  # us of the earliest shipment, or NO_TIME
+    first_seller_cancel: int  # us of the earliest seller cancellation, or NO_TIME
+    flags: int
+    buyer_messages: int  # messages currently counting against this order
+
+
+# --- predicates: what the windows count ---------------------------------------
+
+ORDER: Final = 1 << 0
+PERFECT: Final = 1 << 1
+NEGATIVE_FEEDBACK: Final = 1 << 2
+A_TO_Z_CLAIM: Final = 1 << 3
+CHARGEBACK: Final = 1 << 4
+SELLER_CANCELLATION: Final = 1 << 5
+PRE_FULFILLMENT_CANCELLATION: Final = 1 << 6
+LATE_SHIPMENT: Final = 1 << 7
+REFUNDED: Final = 1 << 8
+BUYER_MESSAGE: Final = 1 << 9
+DEFECT: Final = 1 << 10
+SHIPPED: Final = 1 << 11
+VALID_TRACKING: Final = 1 << 12
+
+PREDICATES: Final[dict[str, int]] = {
+    "order": ORDER,
+    "perfect": PERFECT,
+    "negative_feedback": NEGATIVE_FEEDBACK,
+    "a_to_z_claim": A_TO_Z_CLAIM,
+    "chargeback": CHARGEBACK,
+    "seller_cancellation": SELLER_CANCELLATION,
+    "pre_fulfillment_cancellation": PRE_FULFILLMENT_CANCELLATION,
+    "late_shipment": LATE_SHIPMENT,
+    "refunded": REFUNDED,
+    "buyer_message": BUYER_MESSAGE,
+    "defect": DEFECT,
+    "shipped": SHIPPED,
+    "valid_tracking": VALID_TRACKING,
+}
+"""Predicate names as the catalog and the exporter spell them, to their bits."""
+
+DEFECT_CAUSES: Final = NEGATIVE_FEEDBACK | A_TO_Z_CLAIM | CHARGEBACK
+"""Amazon's Order Defect Rate: negative feedback, A-to-z claims, chargebacks."""
+
+IMPERFECT_CAUSES: Final = (
+    DEFECT_CAUSES | SELLER_CANCELLATION | LATE_SHIPMENT | REFUNDED | BUYER_MESSAGE
+)
+"""The seven ways an order stops being perfect (seed 000)."""
+
+CAUSE_NAMES: Final[tuple[str, ...]] = (
+    "negative_feedback",
+    "a_to_z_claim",
+    "chargeback",
+    "seller_cancellation",
+    "late_shipment",
+    "refunded",
+    "buyer_message",
+)
+
+
+def evaluate(facts: OrderFacts, now: int) -> int:
+    """The predicates that hold for one order as of ``now`` (microseconds, UTC).
+
+    A pending order (no ``order`` event yet) satisfies nothing: it is not counted
+    anywhere until its purchase is known.
+    """
+    flags = facts.flags
+    if not flags & HAS_ORDER:
+        return 0
+    mask = ORDER
+    if flags & FB_NEGATIVE:
+        mask |= NEGATIVE_FEEDBACK
+    if flags & ATOZ_OPEN:
+        mask |= A_TO_Z_CLAIM
+    if flags & CHARGEBACK_OPEN:
+        mask |= CHARGEBACK
+    # Buyer-initiated cancellations never count (this covers pending orders the
+    # buyer cancels); only the seller's do.
+    if facts.first_seller_cancel != NO_TIME:
+        mask |= SELLER_CANCELLATION
+        if facts.first_seller_cancel < facts.first_ship:  # NO_TIME when unshipped
+            mask |= PRE_FULFILLMENT_CANCELLATION
+    if facts.first_ship != NO_TIME:
+        mask |= SHIPPED
+        if flags & TRACKED_F:
+            mask |= VALID_TRACKING
+        if facts.first_ship > facts.ship_by:  # exactly at ship_by is on time
+            mask |= LATE_SHIPMENT
+    elif facts.ship_by < now and not flags & ANY_CANCEL:
+        mask |= LATE_SHIPMENT  # never confirmed and the deadline has passed
+    if flags & REFUNDED_F:
+        mask |= REFUNDED
+    if facts.buyer_messages:
+        mask |= BUYER_MESSAGE
+    if mask & DEFECT_CAUSES:
+        mask |= DEFECT
+    if not mask & IMPERFECT_CAUSES:
+        mask |= PERFECT
+    return mask
+
+
+def late_deadline(facts: OrderFacts) -> int | None:
+    """The instant after which :func:`evaluate` would turn this order late by
+    itself, with no new event; ``None`` when time alone cannot change it."""
+    if (
+        facts.flags & HAS_ORDER
+        and facts.first_ship == NO_TIME
+        and not facts.flags & ANY_CANCEL
+    ):
+        return facts.ship_by
+    return None
