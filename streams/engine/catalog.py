@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
-from streams.engine.rules import PREDICATES
+from streams.engine.rules import NUMERATORS_OF, PREDICATES
 from streams.errors import ConfigError
 
 Healthy: TypeAlias = Literal["at_least", "below"]
@@ -46,6 +46,16 @@ class Metric:
                 raise ConfigError(
                     f"{where}: {role} must be one of {sorted(PREDICATES)}, got {pred!r}"
                 )
+        if self.denominator not in NUMERATORS_OF:
+            raise ConfigError(
+                f"{where}: denominator must be one of {sorted(NUMERATORS_OF)}, "
+                f"got {self.denominator!r}"
+            )
+        if self.numerator not in NUMERATORS_OF[self.denominator]:
+            raise ConfigError(
+                f"{where}: numerator {self.numerator!r} does not imply denominator "
+                f"{self.denominator!r}; allowed: {sorted(NUMERATORS_OF[self.denominator])}"
+            )
         if self.healthy not in HEALTHY_VALUES:
             raise ConfigError(
                 f"{where}: healthy must be one of {HEALTHY_VALUES}, got {self.healthy!r}"

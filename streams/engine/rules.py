@@ -73,6 +73,13 @@ PREDICATES: Final[dict[str, int]] = {
 }
 """Predicate names as the catalog and the exporter spell them, to their bits."""
 
+NUMERATORS_OF: Final[dict[str, frozenset[str]]] = {
+    "order": frozenset(PREDICATES),
+    "shipped": frozenset({"shipped", "valid_tracking"}),
+}
+"""Valid denominators, each with the predicates that imply it (and so may be its
+numerator: a rate's numerator must count a subset of its denominator)."""
+
 DEFECT_CAUSES: Final = NEGATIVE_FEEDBACK | A_TO_Z_CLAIM | CHARGEBACK
 """Amazon's Order Defect Rate: negative feedback, A-to-z claims, chargebacks."""
 
