@@ -1,0 +1,254 @@
+"""``popstream``: one entry point, one subcommand per job.
+
+Exit codes mean something, so scripts can branch on them:
+
+* 0: success (invalid lines were reported but tolerated)
+* 2: bad command line (argparse)
+* 3: invalid input under ``--strict``
+* 4: an input file cannot be read
+* 5: bad configuration (catalog, settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Final
+
+import orjson
+
+from streams import __version__
+from streams.engine.catalog import Catalog, default_catalog, load_catalog
+from streams.engine.engine import MetricValue
+from streams.engine.events import US_PER_DAY, parse_timestamp
+from streams.errors import ConfigError, InvalidEvent
+
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+EXIT_STRICT: Final = 3
+EXIT_NOINPUT: Final = 4
+EXIT_CONFIG: Final = 5
+
+
+def _timestamp(text: str) -> int:
+    try:
+        return parse_timestamp(text)
+    except InvalidEvent as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from None
+
+
+def _catalog(path: Path | None) -> Catalog:
+    if path is None:
+        env = os.environ.get("POPSTREAM_CATALOG")
+        path = Path(env) if env else None
+    return load_catalog(path) if path else default_catalog()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="popstream",
+        description=(
+            "Real-time seller-performance monitoring: exact Perfect Order Percentage, "
+            "Order Defect Rate, cancellation, late-shipment, refund and tracking "
+            "rates per seller, from marketplace events."
+        ),
+        epilog="Exit codes: 0 ok, 2 usage, 3 invalid input under --strict, "
+        "4 unreadable input, 5 bad configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"popstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rp = sub.add_parser(
+        "replay",
+        help="compute metrics from a JSON Lines log, as of a fixed time",
+        description=(
+            "Read events (one JSON object per line, or a JSON array of events per line) "
+            "and print every seller's metrics as of --as-of. Only events with "
+            "occurred_at <= AS_OF count. Invalid lines are reported on stderr with "
+            "their line number and reason and skipped (or fatal with --strict)."
+        ),
+        epilog=(
+            "Example: popstream replay events.jsonl --as-of 2024-06-15T00:00:00Z "
+            "--format json > metrics.json"
+        ),
+    )
+    rp.add_argument("path", help="JSON Lines file, or - for standard input")
+    rp.add_argument(
+        "--as-of",
+        type=_timestamp,
+        required=True,
+        metavar="T",
+        help="RFC 3339 time with Z or an offset, e.g. 2024-06-15T00:00:00Z",
+    )
+    rp.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table: the worst sellers per metric (default); json: every seller, "
+        'as {"as_of", "sellers": {SELLER: {METRIC: {numerator, denominator, value, '
+        "target, breached, window_days}}}}",
+    )
+    rp.add_argument("--rejects", type=Path, metavar="FILE",
+                    help="also write each invalid line as a JSON object to FILE")
+    rp.add_argument("--strict", action="store_true",
+                    help="stop at the first invalid line (exit code 3)")
+    rp.add_argument("--catalog", type=Path, metavar="TOML",
+                    help="metric catalog overrides (default: built-in; env POPSTREAM_CATALOG)")
+    rp.add_argument("--top", type=int, default=10, metavar="N",
+                    help="sellers per metric in the table format (default 10)")
+    rp.add_argument("--quiet", action="store_true",
+                    help="do not list invalid lines on stderr (the summary stays)")
+
+    gp = sub.add_parser(
+        "generate",
+        help="write a realistic synthetic event log (JSON Lines)",
+        description=(
+            "Generate a deterministic log: orders purchased over DAYS days ending at "
+            "--end, with shipments, cancellations, refunds, feedback, claims and buyer "
+            "messages; a share of sellers drifts toward breaching its targets."
+        ),
+    )
+    gp.add_argument("output", help="output file, or - for standard output")
+    gp.add_argument("--sellers", type=int, default=100)
+    gp.add_argument("--orders-per-seller-per-day", type=float, default=2.0)
+    gp.add_argument("--days", type=int, default=95)
+    gp.add_argument("--end", type=_timestamp, default=None, metavar="T",
+                    help="last purchase time (default: today 00:00 UTC)")
+    gp.add_argument("--drifting-share", type=float, default=0.1)
+    gp.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _cmd_replay(args)
+        if args.command == "generate":
+            return _cmd_generate(args)
+    except ConfigError as exc:
+        print(f"popstream: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import Progress, Reject, StrictModeViolation, read_lines, replay
+
+    catalog = _catalog(args.catalog)
+    stream: IO[bytes]
+    total: int | None
+    if args.path == "-":
+        stream, total = sys.stdin.buffer, None
+    else:
+        try:
+            stream = open(args.path, "rb")  # noqa: SIM115 - closed below
+            total = os.fstat(stream.fileno()).st_size
+        except OSError as exc:
+            print(f"popstream: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
+            return EXIT_NOINPUT
+    rejects_out = open(args.rejects, "wb") if args.rejects else None  # noqa: SIM115
+    shown = 0
+
+    def on_reject(item: Reject) -> None:
+        nonlocal shown
+        if rejects_out is not None:
+            rejects_out.write(item.to_json() + b"\n")
+        if not args.quiet and shown < 1000:
+            shown += 1
+            print(f"popstream: {item}", file=sys.stderr)
+            if shown == 1000:
+                print("popstream: (further invalid lines not listed)", file=sys.stderr)
+
+    progress = Progress(total, f"replay {args.path}")
+    try:
+        result = replay(
+            read_lines(stream, progress.update),
+            args.as_of,
+            catalog=catalog,
+            strict=args.strict,
+            on_reject=on_reject,
+        )
+    except StrictModeViolation as exc:
+        progress.close()
+        print(f"popstream: --strict: {exc}", file=sys.stderr)
+        return EXIT_STRICT
+    finally:
+        progress.close()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        if rejects_out is not None:
+            rejects_out.close()
+    print(result.summary(), file=sys.stderr)
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(result.report(), option=orjson.OPT_SORT_KEYS))
+        sys.stdout.buffer.write(b"\n")
+    else:
+        _print_table(result.engine.report(), catalog, args.top, args.as_of)
+    return EXIT_OK
+
+
+def _print_table(
+    report: dict[str, dict[str, MetricValue]], catalog: Catalog, top: int, as_of: int
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.engine.events import format_us
+    from streams.replay import worst_sellers
+
+    console = Console()
+    console.print(f"[bold]Seller health as of {format_us(as_of)}[/] — {len(report)} sellers")
+    for metric in catalog.metrics:
+        rows = worst_sellers(report, catalog, top)[metric.name]
+        breached = sum(1 for ms in report.values() if ms[metric.name].breached)
+        op = ">=" if metric.healthy == "at_least" else "<"
+        table = Table(
+            title=f"{metric.name}: {breached} in breach",
+            caption=f"{metric.window_days}-day window, healthy {op} {metric.target:g}",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for col in ("seller", "value", "numerator", "denominator", "status"):
+            table.add_column(col, justify="left" if col == "seller" else "right")
+        for seller, mv in rows:
+            status = "[red]BREACH[/]" if mv.breached else "[green]ok[/]"
+            table.add_row(seller, f"{(mv.value or 0.0):.4f}", str(mv.numerator),
+                          str(mv.denominator), status)
+        console.print(table)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from streams.generator import LogSpec, generate
+
+    end = args.end
+    if end is None:
+        end = int(time.time() * 1_000_000) // US_PER_DAY * US_PER_DAY
+    spec = LogSpec(
+        sellers=args.sellers,
+        orders_per_seller_per_day=args.orders_per_seller_per_day,
+        days=args.days,
+        end_us=end,
+        drifting_share=args.drifting_share,
+        seed=args.seed,
+    )
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    count = 0
+    try:
+        for event in generate(spec):
+            out.write(orjson.dumps(event) + b"\n")
+            count += 1
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"popstream: wrote {count} events for {spec.sellers} sellers", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
