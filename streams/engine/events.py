@@ -206,6 +206,9 @@ def _invalid(message: str) -> InvalidEvent:
     if not sep:
         return InvalidEvent(message)
     field = where.rstrip("`")
-    if field == "$" and reason.startswith("Invalid value"):
-        reason = f"unknown event type: {reason}"
+    if field == "$.type" and reason.startswith("Invalid value "):
+        reason = (
+            f"unknown event type {reason.removeprefix('Invalid value ')}; "
+            f"expected one of {', '.join(EVENT_TYPES)}"
+        )
     return InvalidEvent(reason, field=field)

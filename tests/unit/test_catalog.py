@@ -1,0 +1,86 @@
+"""The metric catalog: defaults per issue #2, TOML overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.engine.catalog import Metric, default_catalog, load_catalog
+from streams.engine.engine import Engine
+from streams.engine.events import parse_timestamp
+from streams.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+
+def test_default_catalog_matches_the_contract() -> None:
+    table = {
+        m.name: (m.window_days, m.numerator, m.denominator, m.target, m.healthy)
+        for m in default_catalog().metrics
+    }
+    assert table == {
+        "perfect_order_percentage": (90, "perfect", "order", 0.97, "at_least"),
+        "order_defect_rate": (60, "defect", "order", 0.01, "below"),
+        "pre_fulfillment_cancel_rate": (7, "pre_fulfillment_cancellation", "order", 0.025,
+                                        "below"),
+        "late_shipment_rate": (10, "late_shipment", "order", 0.04, "below"),
+        "refund_rate": (60, "refunded", "order", 0.01, "below"),
+        "valid_tracking_rate": (30, "valid_tracking", "shipped", 0.95, "at_least"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("healthy", "target", "value", "breached"),
+    [("at_least", 0.97, 0.97, False), ("at_least", 0.97, 0.9699, True),
+     ("below", 0.01, 0.01, True), ("below", 0.01, 0.0099, False)],
+)
+def test_breach_boundaries(healthy: str, target: float, value: float, breached: bool) -> None:
+    m = Metric("x", 7, "refunded", "order", target, healthy)  # type: ignore[arg-type]
+    assert m.is_breached(value) is breached
+
+
+def test_toml_overrides_and_adds_a_metric(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(
+        '[metrics.late_shipment_rate]\nwindow_days = 30\ntarget = 0.05\n\n'
+        '[metrics.seller_cancel_rate]\nwindow_days = 14\nnumerator = "seller_cancellation"\n'
+        'denominator = "order"\ntarget = 0.02\nhealthy = "below"\n'
+    )
+    catalog = load_catalog(path)
+    late = catalog.by_name("late_shipment_rate")
+    assert (late.window_days, late.target, late.numerator) == (30, 0.05, "late_shipment")
+    assert catalog.windows == (7, 14, 30, 60, 90)
+    engine = Engine(catalog, now=parse_timestamp("2024-06-15T00:00:00Z"))
+    engine.apply_bytes(
+        b'{"event_id":"1","type":"order","seller_id":"s","order_id":"o",'
+        b'"occurred_at":"2024-06-10T00:00:00Z","ship_by":"2024-06-11T00:00:00Z"}'
+    )
+    engine.apply_bytes(
+        b'{"event_id":"2","type":"cancellation","seller_id":"s","order_id":"o",'
+        b'"occurred_at":"2024-06-10T01:00:00Z","initiated_by":"seller"}'
+    )
+    mv = engine.seller_metrics("s")["seller_cancel_rate"]
+    assert (mv.numerator, mv.denominator, mv.window_days) == (1, 1, 14)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[metrics.x]\nwindow_days = 7\nnumerator = "nope"\ndenominator = "order"\n'
+         'target = 0.1\nhealthy = "below"\n', "numerator must be one of"),
+        ('[metrics.x]\nwindow_days = 7\nnumerator = "late_shipment"\n'
+         'denominator = "shipped"\ntarget = 0.1\nhealthy = "below"\n', "does not imply"),
+        ('[metrics.refund_rate]\nwindow_days = "60"\n', "must be an integer"),
+        ('[metrics.refund_rate]\ntarget = 2\n', "target must be in 0..1"),
+        ('[metrics.refund_rate]\nhealthy = "above"\n', "healthy must be one of"),
+        ('[metrics.refund_rate]\nwindo_days = 3\n', "unknown keys"),
+        ('[metrics.x]\nwindow_days = 7\n', "needs"),
+        ("not toml [", "cannot read"),
+    ],
+)
+def test_bad_catalog_fails_with_a_precise_message(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_catalog(path)
