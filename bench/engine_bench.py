@@ -68,7 +68,9 @@ def ensure_log(events: int, sellers: int, days: int) -> Path:
 
 
 def run_once(lines: list[bytes], now: int) -> tuple[float, Engine, int]:
-    engine = Engine(now=now)
+    # A fixed clock, as in `popstream replay`: events after as-of are counted, not
+    # kept (a live worker's clock is "now", so it holds next to nothing either).
+    engine = Engine(now=now, fixed_clock=True)
     apply_bytes = engine.apply_bytes
     rejected = 0
     gc.collect()

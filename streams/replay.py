@@ -91,7 +91,7 @@ def replay(
     on_reject: Callable[[Reject], None] | None = None,
 ) -> ReplayResult:
     """Apply every line to a fresh engine whose clock stands at ``as_of``."""
-    engine = Engine(catalog, now=as_of)
+    engine = Engine(catalog, now=as_of, fixed_clock=True)
     result = ReplayResult(as_of, engine)
     outcomes = result.outcomes
     apply = engine.apply

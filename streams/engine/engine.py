@@ -16,13 +16,17 @@ How it stays O(1):
 * time-driven changes (an unshipped order turning late when ``ship_by`` passes, an
   event stamped after ``now``) wait in per-seller heaps, with one global heap of
   wake-up times, so advancing the clock touches only sellers with something due;
-* day roll-over is lazy per seller: the first read or write on a new UTC day moves
-  that seller's windows and drops the orders that left the longest window.
+* day roll-over walks a global index of orders by purchase day: the orders of a
+  day leaving a window leave its running sum, and leave the state altogether when
+  they fall out of the longest window (see :mod:`streams.engine.windows` for why
+  this beats per-seller daily buckets).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import hashlib
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,19 +51,33 @@ from streams.engine.events import (
     to_us,
 )
 from streams.engine.rules import (
+    A_TO_Z_AT,
     ANY_CANCEL,
+    APPLIED,
     ATOZ_OPEN,
+    BUYER_MESSAGES,
+    CHARGEBACK_AT,
     CHARGEBACK_OPEN,
+    DAY,
     FB_NEGATIVE,
+    FEEDBACK_AT,
+    FIRST_SELLER_CANCEL,
+    FIRST_SHIP,
+    FLAGS,
     HAS_ORDER,
     PREDICATES,
     REFUNDED_F,
+    SHIP_BY,
     TRACKED_F,
     evaluate,
     late_deadline,
 )
-from streams.engine.windows import LANES, SellerWindows, days_leaving, lane
+from streams.engine.windows import LANES, DayIndex, first_window_by_age, lane
 from streams.errors import ConflictingEvent, PopstreamError
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US: Final = dt.timedelta(microseconds=1)
+_blake2b = hashlib.blake2b
 
 SNAPSHOT_VERSION: Final = 1
 
@@ -72,6 +90,14 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # this event_id was already applied to this order/message
     HELD = "held"  # occurred_at > now: waits for the clock
     EXPIRED = "expired"  # the order was purchased before the longest window
+
+
+# Module-level aliases: the hot path avoids an Enum attribute lookup per event.
+_APPLIED: Final = Outcome.APPLIED
+_PENDING: Final = Outcome.PENDING
+_DUPLICATE: Final = Outcome.DUPLICATE
+_EXPIRED: Final = Outcome.EXPIRED
+_DIGEST_SIZE: Final = rec.DIGEST_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,28 +133,24 @@ class MessageState(NamedTuple):
 class Seller:
     """All state of one seller. Self-contained, so it can be snapshotted alone."""
 
-    __slots__ = (
-        "windows", "orders", "messages", "by_day", "messages_by_day",
-        "timers", "future", "has_orders",
-    )
+    __slots__ = ("future", "has_orders", "id", "messages", "orders", "sums", "timers")
 
-    def __init__(self, windows: tuple[int, ...], day: int) -> None:
-        self.windows = SellerWindows(windows, day)
-        self.orders: dict[str, bytes] = {}
+    def __init__(self, seller_id: str, n_windows: int) -> None:
+        # The one copy of the id the day indexes point at (8 bytes an entry, not
+        # a fresh ~56-byte string per order).
+        self.id = seller_id
+        self.sums: list[int] = [0] * n_windows  # lane vector per catalog window
+        # Keyed by the UTF-8 order id: a bytes key is 16 bytes smaller than a str.
+        self.orders: dict[bytes, bytes] = {}
         self.messages: dict[str, MessageState] = {}
-        # Record ids by record day (purchase day, or anchor day while pending):
-        # how expiry finds what to drop without scanning.
-        self.by_day: dict[int, list[str]] = {}
-        self.messages_by_day: dict[int, list[str]] = {}
-        self.timers: list[tuple[int, str]] = []  # (ship_by, order_id) heap
+        self.timers: list[tuple[int, bytes]] = []  # (ship_by, order key) heap
         self.future: list[tuple[int, int, Event]] = []  # (occurred_at, seq, event) heap
         self.has_orders = False
 
 
 class _SellerSnapshot(msgspec.Struct, array_like=True):
-    day: int
     has_orders: bool
-    orders: dict[str, bytes]
+    orders: dict[bytes, bytes]
     messages: dict[str, tuple[int, str | None, bool, int, bytes]]
     future: list[bytes]
 
@@ -146,23 +168,28 @@ class SnapshotError(PopstreamError):
 class Engine:
     """Exact, incremental seller metrics under a clock that only moves forward."""
 
-    def __init__(self, catalog: Catalog | None = None, now: int = 0) -> None:
+    def __init__(
+        self, catalog: Catalog | None = None, now: int = 0, *, fixed_clock: bool = False
+    ) -> None:
+        """``fixed_clock``: the clock will never move (a replay as of ``now``), so
+        events after ``now`` are counted as :attr:`Outcome.HELD` but not kept."""
         self.catalog = catalog or default_catalog()
+        self.fixed_clock = fixed_clock
         windows = self.catalog.windows
         self._windows = windows
+        self._n_windows = len(windows)
         self._horizon = self.catalog.horizon_days
+        self._first_window = first_window_by_age(windows)
         self._plan = [
-            (
-                m,
-                windows.index(m.window_days),
-                PREDICATES[m.numerator],
-                PREDICATES[m.denominator],
-            )
+            (m, windows.index(m.window_days), PREDICATES[m.numerator],
+             PREDICATES[m.denominator])
             for m in self.catalog.metrics
         ]
         self.now = now
         self.today = now // US_PER_DAY
         self.sellers: dict[str, Seller] = {}
+        self._orders_by_day = DayIndex()
+        self._messages_by_day = DayIndex()
         self._wakeups: list[tuple[int, str]] = []
         self._seq = 0
         self.pending_orders = 0
@@ -183,22 +210,26 @@ class Engine:
     def advance(self, now: int) -> None:
         """Move the clock forward to ``now`` (us); earlier times are ignored.
 
-        Applies held events that became due and turns unshipped orders late whose
-        ``ship_by`` passed. Day roll-over happens lazily per seller.
+        Rolls the windows at UTC midnight, applies held events that became due and
+        turns unshipped orders late whose ``ship_by`` passed.
         """
         if now <= self.now:
             return
+        if self.fixed_clock:
+            raise PopstreamError("this engine's clock is fixed (a replay); it cannot advance")
+        old_today = self.today
         self.now = now
         self.today = now // US_PER_DAY
+        if self.today != old_today:
+            self._roll(old_today, self.today)
         wakeups = self._wakeups
         while wakeups and wakeups[0][0] <= now:
             _, seller_id = heapq.heappop(wakeups)
             seller = self.sellers.get(seller_id)
             if seller is not None:
-                self._wake(seller_id, seller)
+                self._wake(seller)
 
-    def _wake(self, seller_id: str, seller: Seller) -> None:
-        self._roll(seller)
+    def _wake(self, seller: Seller) -> None:
         now = self.now
         future = seller.future
         while future and future[0][0] <= now:
@@ -212,10 +243,51 @@ class Engine:
             _, order_id = heapq.heappop(timers)
             record = seller.orders.get(order_id)
             if record is not None:
-                self._commit(seller, order_id, rec.unpack(record), rec.digests_of(record))
+                fields, digests = rec.unpack(record)
+                self._commit(seller, order_id, fields, digests)
 
-    def _schedule(self, seller_id: str, when: int) -> None:
-        heapq.heappush(self._wakeups, (when, seller_id))
+    def _roll(self, old_day: int, new_day: int) -> None:
+        """Days moved from ``old_day`` to ``new_day``: orders of the days leaving
+        each window leave its sum; state older than the longest window is dropped."""
+        sellers = self.sellers
+        index = self._orders_by_day
+        for i, width in enumerate(self._windows):
+            for day in index.days_in(old_day - width + 1, new_day - width):
+                for seller_id, order_id in index.entries(day):
+                    seller = sellers.get(seller_id)
+                    record = seller.orders.get(order_id) if seller else None
+                    if seller is None or record is None:
+                        continue
+                    _, _, rday, _, applied = rec.SHORT.unpack_from(record)
+                    if rday == day and applied:
+                        seller.sums[i] -= LANES[applied]
+        horizon = self._horizon
+        for day in index.days_in(old_day - horizon + 1, new_day - horizon):
+            for seller_id, order_id in index.entries(day):
+                seller = sellers.get(seller_id)
+                record = seller.orders.get(order_id) if seller else None
+                if seller is None or record is None:
+                    continue
+                rday, flags = rec.record_day(record)
+                if rday == day:
+                    del seller.orders[order_id]
+                    if not flags & HAS_ORDER:
+                        self.pending_orders -= 1
+            index.drop(day)
+        messages = self._messages_by_day
+        for day in messages.days_in(old_day - horizon + 1, new_day - horizon):
+            for seller_id, message_id in messages.entries(day):
+                seller = sellers.get(seller_id)
+                msg = seller.messages.get(message_id) if seller else None
+                if seller is None or msg is None or msg.anchor_day != day:
+                    continue
+                if msg.counts and msg.order_id and msg.order_id.encode() in seller.orders:
+                    # Its order is still in the window: keep the message alive.
+                    seller.messages[message_id] = msg._replace(anchor_day=new_day)
+                    messages.add(new_day, seller_id, message_id)
+                else:
+                    del seller.messages[message_id]
+            messages.drop(day)
 
     # --- events -----------------------------------------------------------------
 
@@ -229,66 +301,83 @@ class Engine:
         Raises :class:`~streams.errors.ConflictingEvent` for a second ``order`` event
         (under a new ``event_id``) for an existing order; the state is unchanged then.
         """
-        occurred_at = to_us(event.occurred_at)
+        occurred_at = (event.occurred_at - _EPOCH) // _US
         seller_id = event.seller_id
         seller = self.sellers.get(seller_id)
         if seller is None:
-            seller = self.sellers[seller_id] = Seller(self._windows, self.today)
-        elif seller.windows.day < self.today:
-            self._roll(seller)
+            seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
+        else:
+            seller_id = seller.id
         if occurred_at > self.now:
+            if self.fixed_clock:
+                return Outcome.HELD
             self._seq += 1
             heapq.heappush(seller.future, (occurred_at, self._seq, event))
-            self._schedule(seller_id, occurred_at)
+            heapq.heappush(self._wakeups, (occurred_at, seller_id))
             return Outcome.HELD
-        if type(event) is Message:
-            return self._on_message(seller, event, occurred_at)
-        assert not isinstance(event, Message)
-        order_id = event.order_id
+        kind = type(event)
+        if kind is Message:
+            return self._on_message(seller_id, seller, event, occurred_at)  # type: ignore[arg-type]
+        order_id = event.order_id.encode()  # type: ignore[union-attr]
         record = seller.orders.get(order_id)
-        digest = rec.event_digest(event.event_id)
+        # An order event's redelivery is recognised by content (see _on_order), so
+        # its id is not stored: 6 bytes saved on every order.
+        digest = (
+            b"" if kind is Order
+            else _blake2b(event.event_id.encode(), digest_size=_DIGEST_SIZE).digest()
+        )
         if record is None:
             fields = rec.new_fields(self.today)
             digests = b""
         else:
-            digests = rec.digests_of(record)
-            if rec.has_digest(digests, digest):
+            fields, digests = rec.unpack(record)
+            if digest and rec.has_digest(digests, digest):
                 return Outcome.DUPLICATE
-            fields = rec.unpack(record)
-        old_flags, old_day = fields[rec.FLAGS], fields[rec.DAY]
-        outcome = self._dispatch[type(event)](seller, event, fields, occurred_at)  # type: ignore[operator]
-        if outcome is Outcome.EXPIRED:
+        old_flags, old_day = fields[FLAGS], fields[DAY]
+        outcome: Outcome = self._dispatch[kind](  # type: ignore[operator]
+            seller, event, fields, occurred_at
+        )
+        if outcome is _DUPLICATE:
+            return outcome
+        if outcome is _EXPIRED:
             if record is not None:
                 del seller.orders[order_id]
                 self.pending_orders -= 1  # only a pending record can meet its order
             return outcome
         if record is None:
-            seller.by_day.setdefault(fields[rec.DAY], []).append(order_id)
-            if not fields[rec.FLAGS] & HAS_ORDER:
+            self._orders_by_day.add(fields[DAY], seller_id, order_id)
+            if not fields[FLAGS] & HAS_ORDER:
                 self.pending_orders += 1
         else:
-            if fields[rec.DAY] != old_day:
-                # A pending record stays listed under its anchor day too; expiry
-                # skips entries whose day no longer matches the record.
-                seller.by_day.setdefault(fields[rec.DAY], []).append(order_id)
-            if (fields[rec.FLAGS] ^ old_flags) & HAS_ORDER:
+            if fields[DAY] != old_day:
+                # A pending record stays listed under its anchor day too; readers
+                # skip entries whose day no longer matches the record.
+                self._orders_by_day.add(fields[DAY], seller_id, order_id)
+            if (fields[FLAGS] ^ old_flags) & HAS_ORDER:
                 self.pending_orders -= 1
         self._commit(seller, order_id, fields, digests + digest)
-        if outcome is Outcome.APPLIED and not fields[rec.FLAGS] & HAS_ORDER:
-            return Outcome.PENDING
+        if not fields[FLAGS] & HAS_ORDER:
+            return _PENDING
         return outcome
 
-    def _commit(self, seller: Seller, order_id: str, fields: list[int], digests: bytes) -> None:
-        """Re-evaluate one order and move the seller's counts by the difference."""
-        mask = evaluate(rec.facts(fields), self.now)
-        applied = fields[rec.APPLIED]
+    def _commit(
+        self, seller: Seller, order_id: bytes, fields: list[int], digests: bytes
+    ) -> None:
+        """Re-evaluate one order and move the seller's sums by the difference."""
+        mask = evaluate(fields, self.now)
+        applied = fields[APPLIED]
         if mask != applied:
-            seller.windows.add(fields[rec.DAY], LANES[mask] - LANES[applied])
-            fields[rec.APPLIED] = mask
+            delta = LANES[mask] - LANES[applied]
+            sums = seller.sums
+            for i in range(self._first_window[self.today - fields[DAY]], self._n_windows):
+                sums[i] += delta
+            fields[APPLIED] = mask
         seller.orders[order_id] = rec.pack(fields, digests)
 
     def _on_order(self, seller: Seller, ev: Order, f: list[int], at: int) -> Outcome:
-        if f[rec.FLAGS] & HAS_ORDER:
+        if f[FLAGS] & HAS_ORDER:
+            if f[DAY] == at // US_PER_DAY and f[SHIP_BY] == (ev.ship_by - _EPOCH) // _US:
+                return Outcome.DUPLICATE  # a redelivery: same purchase day and promise
             raise ConflictingEvent(
                 f"order {ev.order_id!r} of seller {ev.seller_id!r} already exists; "
                 f"event {ev.event_id!r} would redefine it (event ids must be unique, "
@@ -297,63 +386,61 @@ class Engine:
             )
         seller.has_orders = True
         purchase_day = at // US_PER_DAY
-        if not seller.windows.in_horizon(purchase_day):
+        if self.today - purchase_day >= self._horizon:
             return Outcome.EXPIRED
-        f[rec.DAY] = purchase_day
-        f[rec.SHIP_BY] = to_us(ev.ship_by)
-        f[rec.FLAGS] |= HAS_ORDER
-        deadline = late_deadline(rec.facts(f))
-        if deadline is not None and deadline >= self.now:
-            heapq.heappush(seller.timers, (deadline, ev.order_id))
-            self._schedule(ev.seller_id, deadline + 1)
-        return Outcome.APPLIED
+        f[DAY] = purchase_day
+        f[SHIP_BY] = ship_by = (ev.ship_by - _EPOCH) // _US
+        f[FLAGS] |= HAS_ORDER
+        if ship_by >= self.now and late_deadline(f) is not None:
+            heapq.heappush(seller.timers, (ship_by, ev.order_id.encode()))
+            heapq.heappush(self._wakeups, (ship_by + 1, seller.id))
+        return _APPLIED
 
     def _on_cancellation(
         self, seller: Seller, ev: Cancellation, f: list[int], at: int
     ) -> Outcome:
-        f[rec.FLAGS] |= ANY_CANCEL
-        if ev.initiated_by == "seller" and at < f[rec.FIRST_SELLER_CANCEL]:
-            f[rec.FIRST_SELLER_CANCEL] = at
-        return Outcome.APPLIED
+        f[FLAGS] |= ANY_CANCEL
+        if ev.initiated_by == "seller" and at < f[FIRST_SELLER_CANCEL]:
+            f[FIRST_SELLER_CANCEL] = at
+        return _APPLIED
 
     def _on_shipment(self, seller: Seller, ev: Shipment, f: list[int], at: int) -> Outcome:
-        if at < f[rec.FIRST_SHIP]:
-            f[rec.FIRST_SHIP] = at
+        if at < f[FIRST_SHIP]:
+            f[FIRST_SHIP] = at
         if ev.tracking_id:
-            f[rec.FLAGS] |= TRACKED_F
-        return Outcome.APPLIED
+            f[FLAGS] |= TRACKED_F
+        return _APPLIED
 
     def _on_refund(self, seller: Seller, ev: Refund, f: list[int], at: int) -> Outcome:
-        f[rec.FLAGS] |= REFUNDED_F
-        return Outcome.APPLIED
+        f[FLAGS] |= REFUNDED_F
+        return _APPLIED
 
     def _on_feedback(self, seller: Seller, ev: Feedback, f: list[int], at: int) -> Outcome:
-        if at >= f[rec.FEEDBACK_AT]:  # latest wins; on a tie, the later processed
-            f[rec.FEEDBACK_AT] = at
+        if at >= f[FEEDBACK_AT]:  # latest wins; on a tie, the later processed
+            f[FEEDBACK_AT] = at
             if ev.rating <= 2 and not ev.removed:
-                f[rec.FLAGS] |= FB_NEGATIVE
+                f[FLAGS] |= FB_NEGATIVE
             else:
-                f[rec.FLAGS] &= ~FB_NEGATIVE
-        return Outcome.APPLIED
+                f[FLAGS] &= ~FB_NEGATIVE
+        return _APPLIED
 
     def _on_claim(self, seller: Seller, ev: Claim, f: list[int], at: int) -> Outcome:
         at_field, flag = (
-            (rec.A_TO_Z_AT, ATOZ_OPEN)
-            if ev.claim_type == "a_to_z"
-            else (rec.CHARGEBACK_AT, CHARGEBACK_OPEN)
+            (A_TO_Z_AT, ATOZ_OPEN) if ev.claim_type == "a_to_z"
+            else (CHARGEBACK_AT, CHARGEBACK_OPEN)
         )
         if at >= f[at_field]:
             f[at_field] = at
             if ev.status in ("opened", "granted"):
-                f[rec.FLAGS] |= flag
+                f[FLAGS] |= flag
             else:
-                f[rec.FLAGS] &= ~flag
-        return Outcome.APPLIED
+                f[FLAGS] &= ~flag
+        return _APPLIED
 
-    def _on_message(self, seller: Seller, ev: Message, at: int) -> Outcome:
+    def _on_message(self, seller_id: str, seller: Seller, ev: Message, at: int) -> Outcome:
         message_id = ev.message_id
         old = seller.messages.get(message_id)
-        digest = rec.event_digest(ev.event_id)
+        digest = _blake2b(ev.event_id.encode(), digest_size=rec.DIGEST_SIZE).digest()
         if old is not None and rec.has_digest(old.digests, digest):
             return Outcome.DUPLICATE
         counts = ev.sender == "buyer" and ev.response_needed and ev.order_id is not None
@@ -361,63 +448,34 @@ class Engine:
             seller.messages[message_id] = MessageState(
                 at, ev.order_id, counts, self.today, digest
             )
-            seller.messages_by_day.setdefault(self.today, []).append(message_id)
+            self._messages_by_day.add(self.today, seller_id, message_id)
         elif at >= old.occurred_at:
             seller.messages[message_id] = MessageState(
                 at, ev.order_id, counts, old.anchor_day, old.digests + digest
             )
         else:  # an older state of this message: nothing changes but the dedup set
             seller.messages[message_id] = old._replace(digests=old.digests + digest)
-            return Outcome.APPLIED
+            return _APPLIED
         if old is not None and old.counts and old.order_id is not None:
-            self._count_message(seller, old.order_id, -1)
+            self._count_message(seller, old.order_id.encode(), -1)
         if counts and ev.order_id is not None:
-            self._count_message(seller, ev.order_id, +1)
-        return Outcome.APPLIED
+            self._count_message(seller, ev.order_id.encode(), +1)
+        return _APPLIED
 
-    def _count_message(self, seller: Seller, order_id: str, delta: int) -> None:
+    def _count_message(self, seller: Seller, order_id: bytes, delta: int) -> None:
         record = seller.orders.get(order_id)
         if record is None:
             if delta < 0:  # the order expired: it counts nowhere any more
                 return
             fields, digests = rec.new_fields(self.today), b""
-            seller.by_day.setdefault(self.today, []).append(order_id)
+            self._orders_by_day.add(self.today, seller.id, order_id)
             self.pending_orders += 1
         else:
-            fields, digests = rec.unpack(record), rec.digests_of(record)
+            fields, digests = rec.unpack(record)
         # Never below zero: a count can only be stale for an order that expired and
         # came back as a pending record, which never counts again.
-        fields[rec.BUYER_MESSAGES] = max(0, fields[rec.BUYER_MESSAGES] + delta)
+        fields[BUYER_MESSAGES] = max(0, fields[BUYER_MESSAGES] + delta)
         self._commit(seller, order_id, fields, digests)
-
-    # --- day roll-over and expiry ----------------------------------------------
-
-    def _roll(self, seller: Seller) -> None:
-        old_day = seller.windows.day
-        today = self.today
-        if old_day >= today:
-            return
-        seller.windows.roll(today)
-        horizon = self._horizon
-        orders = seller.orders
-        for day in days_leaving(seller.by_day, old_day, today, horizon):
-            for order_id in seller.by_day.pop(day):
-                record = orders.get(order_id)
-                if record is not None and rec.HEADER.unpack_from(record)[rec.DAY] == day:
-                    if not rec.HEADER.unpack_from(record)[rec.FLAGS] & HAS_ORDER:
-                        self.pending_orders -= 1
-                    del orders[order_id]
-        for day in days_leaving(seller.messages_by_day, old_day, today, horizon):
-            for message_id in seller.messages_by_day.pop(day):
-                msg = seller.messages.get(message_id)
-                if msg is None or msg.anchor_day != day:
-                    continue
-                if msg.counts and msg.order_id in orders:
-                    # Its order is still in the window: keep the message alive.
-                    seller.messages[message_id] = msg._replace(anchor_day=today)
-                    seller.messages_by_day.setdefault(today, []).append(message_id)
-                else:
-                    del seller.messages[message_id]
 
     # --- reading ----------------------------------------------------------------
 
@@ -426,9 +484,7 @@ class Engine:
         return (sid for sid, s in self.sellers.items() if s.has_orders)
 
     def seller_metrics(self, seller_id: str) -> dict[str, MetricValue]:
-        seller = self.sellers[seller_id]
-        self._roll(seller)
-        sums = seller.windows.sums
+        sums = self.sellers[seller_id].sums
         out: dict[str, MetricValue] = {}
         for metric, wi, num_bit, den_bit in self._plan:
             vector = sums[wi]
@@ -446,9 +502,7 @@ class Engine:
 
     def seller_counts(self, seller_id: str, window_days: int) -> dict[str, int]:
         """Orders per predicate over one of the catalog's windows (defect causes)."""
-        seller = self.sellers[seller_id]
-        self._roll(seller)
-        vector = seller.windows.sums[self._windows.index(window_days)]
+        vector = self.sellers[seller_id].sums[self._windows.index(window_days)]
         return {name: lane(vector, bit) for name, bit in PREDICATES.items()}
 
     def report(self) -> dict[str, dict[str, MetricValue]]:
@@ -456,6 +510,7 @@ class Engine:
 
     @property
     def tracked_orders(self) -> int:
+        """Order records held, pending ones included."""
         return sum(len(s.orders) for s in self.sellers.values())
 
     # --- snapshots --------------------------------------------------------------
@@ -474,13 +529,12 @@ class Engine:
         self._restore_seller(seller_id, snap)
 
     def drop_seller(self, seller_id: str) -> None:
-        """Forget a seller (its partition moved to another worker)."""
+        """Forget a seller (its partition moved to another worker). Its entries in
+        the day indexes go stale and are skipped, then dropped with their day."""
         seller = self.sellers.pop(seller_id, None)
         if seller is not None:
             self.pending_orders -= sum(
-                1
-                for r in seller.orders.values()
-                if not rec.HEADER.unpack_from(r)[rec.FLAGS] & HAS_ORDER
+                1 for r in seller.orders.values() if not rec.record_day(r)[1] & HAS_ORDER
             )
 
     def snapshot(self) -> bytes:
@@ -509,7 +563,6 @@ class Engine:
 
     def _seller_snapshot(self, seller: Seller) -> _SellerSnapshot:
         return _SellerSnapshot(
-            day=seller.windows.day,
             has_orders=seller.has_orders,
             orders=dict(seller.orders),
             messages={k: tuple(v) for k, v in seller.messages.items()},  # type: ignore[misc]
@@ -517,31 +570,43 @@ class Engine:
         )
 
     def _restore_seller(self, seller_id: str, snap: _SellerSnapshot) -> None:
-        seller = self.sellers[seller_id] = Seller(self._windows, snap.day)
+        seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
         seller.has_orders = snap.has_orders
+        today, horizon = self.today, self._horizon
+        first_window, n_windows = self._first_window, self._n_windows
         for order_id, record in snap.orders.items():
-            fields = rec.unpack(record)
+            _, _, day, flags, applied = rec.SHORT.unpack_from(record)
+            if today - day >= horizon:
+                continue  # left the longest window while the snapshot was away
             seller.orders[order_id] = record
-            seller.by_day.setdefault(fields[rec.DAY], []).append(order_id)
-            if fields[rec.FLAGS] & HAS_ORDER:
-                seller.windows.add(fields[rec.DAY], LANES[fields[rec.APPLIED]])
-                deadline = late_deadline(rec.facts(fields))
-                if deadline is not None:
-                    seller.timers.append((deadline, order_id))
-            else:
+            self._orders_by_day.add(day, seller_id, order_id)
+            if not flags & HAS_ORDER:
                 self.pending_orders += 1
+                continue
+            if applied:
+                delta = LANES[applied]
+                for i in range(first_window[today - day], n_windows):
+                    seller.sums[i] += delta
+            fields, _ = rec.unpack(record)
+            if late_deadline(fields) is not None:
+                seller.timers.append((fields[SHIP_BY], order_id))
         heapq.heapify(seller.timers)
         for message_id, (at, order_id, counts, anchor, digests) in snap.messages.items():
+            if today - anchor >= horizon and not (
+                counts and order_id and order_id.encode() in seller.orders
+            ):
+                continue
+            anchor = max(anchor, today - horizon + 1)
             seller.messages[message_id] = MessageState(at, order_id, counts, anchor, digests)
-            seller.messages_by_day.setdefault(anchor, []).append(message_id)
+            self._messages_by_day.add(anchor, seller_id, message_id)
         for raw in snap.future:
             event = decode_event(raw)
             self._seq += 1
             seller.future.append((to_us(event.occurred_at), self._seq, event))
         heapq.heapify(seller.future)
-        # Catch up with the clock: roll days, apply what became due, fire timers.
-        self._wake(seller_id, seller)
+        # Catch up with the clock: apply what became due, fire passed deadlines.
+        self._wake(seller)
         if seller.timers:
-            self._schedule(seller_id, seller.timers[0][0] + 1)
+            heapq.heappush(self._wakeups, (seller.timers[0][0] + 1, seller_id))
         if seller.future:
-            self._schedule(seller_id, seller.future[0][0])
+            heapq.heappush(self._wakeups, (seller.future[0][0], seller_id))

@@ -116,7 +116,7 @@ _encoder: Final = msgspec.json.Encoder()
 
 _MIN_YEAR: Final = 1000
 _MAX_YEAR: Final = 9998
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US: Final = _dt.timedelta(microseconds=1)
 US_PER_DAY: Final = 86_400_000_000
 
@@ -140,8 +140,10 @@ def decode_event(data: bytes | str | memoryview) -> Event:
         raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
-    _check_year(event.occurred_at, "$.occurred_at")
-    if type(event) is Order:
+    # Inline range checks: this runs for every event (see _check_year for the message).
+    if not _MIN_YEAR <= event.occurred_at.year <= _MAX_YEAR:
+        _check_year(event.occurred_at, "$.occurred_at")
+    if type(event) is Order and not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR:
         _check_year(event.ship_by, "$.ship_by")
     return event
 

@@ -1,6 +1,6 @@
 """What makes an order imperfect: the per-order rules, in one screen.
 
-An order's state is a handful of facts (:class:`OrderFacts`) that events fold into
+An order's state is a handful of facts (a list of ints) that events fold into
 (see :mod:`streams.engine.orders`). :func:`evaluate` turns those facts, as of time
 ``now``, into a bit mask of *predicates*: "is this order late?", "does it carry a
 defect?", ... The seller windows count orders per predicate, and every metric in the
@@ -13,7 +13,7 @@ pre-fulfillment cancellation and late shipment. Issue #2 pins the details.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
 # --- facts: the few things the rules need, kept per order ----------------------
 
@@ -22,7 +22,19 @@ NO_TIME: Final = (1 << 63) - 1
 NO_LATEST: Final = -(1 << 63)
 """Sentinel for "no event yet" in latest-X times (less than any real instant)."""
 
-# Fact flags (bits of ``OrderFacts.flags``).
+# An order's facts are a list of ints (packed by streams.engine.orders); indexes:
+SHIP_BY: Final = 0  # us; meaningful only with HAS_ORDER
+FIRST_SHIP: Final = 1  # us of the earliest shipment, or NO_TIME
+DAY: Final = 2  # purchase day (or, while pending, the expiry anchor day)
+FLAGS: Final = 3  # fact flags below
+APPLIED: Final = 4  # predicate mask currently counted in the windows
+FIRST_SELLER_CANCEL: Final = 5  # us of the earliest seller cancellation, or NO_TIME
+FEEDBACK_AT: Final = 6  # occurred_at of the feedback in force, or NO_LATEST
+A_TO_Z_AT: Final = 7  # occurred_at of the A-to-z status in force, or NO_LATEST
+CHARGEBACK_AT: Final = 8  # occurred_at of the chargeback status in force, or NO_LATEST
+BUYER_MESSAGES: Final = 9  # messages currently counting against this order
+
+# Fact flags (bits of fields[FLAGS]).
 HAS_ORDER: Final = 1 << 0  # the ``order`` event arrived; until then the order is pending
 ANY_CANCEL: Final = 1 << 1  # any cancellation, buyer or seller
 REFUNDED_F: Final = 1 << 2  # any refund
@@ -30,31 +42,26 @@ TRACKED_F: Final = 1 << 3  # some shipment carried a non-empty tracking_id
 FB_NEGATIVE: Final = 1 << 4  # latest feedback: rating <= 2 and not removed
 ATOZ_OPEN: Final = 1 << 5  # latest A-to-z status is opened or granted
 CHARGEBACK_OPEN: Final = 1 << 6  # latest chargeback status is opened or granted
-
-
-class OrderFacts(NamedTuple):
-    ship_by: int  # us; meaningful only with HAS_ORDER
-    first_ship: int  # us of the earliest shipment, or NO_TIME
-    first_seller_cancel: int  # us of the earliest seller cancellation, or NO_TIME
-    flags: int
-    buyer_messages: int  # messages currently counting against this order
+EXTENDED: Final = 1 << 7  # storage only: the record carries the extended fields
 
 
 # --- predicates: what the windows count ---------------------------------------
 
+# Bits ordered by frequency: the common predicates in the low bits keep the lane
+# vectors (streams.engine.windows) of typical sellers short.
 ORDER: Final = 1 << 0
 PERFECT: Final = 1 << 1
-NEGATIVE_FEEDBACK: Final = 1 << 2
-A_TO_Z_CLAIM: Final = 1 << 3
-CHARGEBACK: Final = 1 << 4
-SELLER_CANCELLATION: Final = 1 << 5
-PRE_FULFILLMENT_CANCELLATION: Final = 1 << 6
-LATE_SHIPMENT: Final = 1 << 7
-REFUNDED: Final = 1 << 8
-BUYER_MESSAGE: Final = 1 << 9
-DEFECT: Final = 1 << 10
-SHIPPED: Final = 1 << 11
-VALID_TRACKING: Final = 1 << 12
+SHIPPED: Final = 1 << 2
+VALID_TRACKING: Final = 1 << 3
+LATE_SHIPMENT: Final = 1 << 4
+DEFECT: Final = 1 << 5
+NEGATIVE_FEEDBACK: Final = 1 << 6
+REFUNDED: Final = 1 << 7
+BUYER_MESSAGE: Final = 1 << 8
+SELLER_CANCELLATION: Final = 1 << 9
+PRE_FULFILLMENT_CANCELLATION: Final = 1 << 10
+A_TO_Z_CLAIM: Final = 1 << 11
+CHARGEBACK: Final = 1 << 12
 
 PREDICATES: Final[dict[str, int]] = {
     "order": ORDER,
@@ -99,13 +106,13 @@ CAUSE_NAMES: Final[tuple[str, ...]] = (
 )
 
 
-def evaluate(facts: OrderFacts, now: int) -> int:
-    """The predicates that hold for one order as of ``now`` (microseconds, UTC).
+def evaluate(f: list[int], now: int) -> int:
+    """The predicates that hold for one order (its facts ``f``) as of ``now``.
 
     A pending order (no ``order`` event yet) satisfies nothing: it is not counted
     anywhere until its purchase is known.
     """
-    flags = facts.flags
+    flags = f[FLAGS]
     if not flags & HAS_ORDER:
         return 0
     mask = ORDER
@@ -115,23 +122,24 @@ def evaluate(facts: OrderFacts, now: int) -> int:
         mask |= A_TO_Z_CLAIM
     if flags & CHARGEBACK_OPEN:
         mask |= CHARGEBACK
+    first_ship = f[FIRST_SHIP]
     # Buyer-initiated cancellations never count (this covers pending orders the
     # buyer cancels); only the seller's do.
-    if facts.first_seller_cancel != NO_TIME:
+    if f[FIRST_SELLER_CANCEL] != NO_TIME:
         mask |= SELLER_CANCELLATION
-        if facts.first_seller_cancel < facts.first_ship:  # NO_TIME when unshipped
+        if f[FIRST_SELLER_CANCEL] < first_ship:  # NO_TIME when unshipped
             mask |= PRE_FULFILLMENT_CANCELLATION
-    if facts.first_ship != NO_TIME:
+    if first_ship != NO_TIME:
         mask |= SHIPPED
         if flags & TRACKED_F:
             mask |= VALID_TRACKING
-        if facts.first_ship > facts.ship_by:  # exactly at ship_by is on time
+        if first_ship > f[SHIP_BY]:  # exactly at ship_by is on time
             mask |= LATE_SHIPMENT
-    elif facts.ship_by < now and not flags & ANY_CANCEL:
+    elif f[SHIP_BY] < now and not flags & ANY_CANCEL:
         mask |= LATE_SHIPMENT  # never confirmed and the deadline has passed
     if flags & REFUNDED_F:
         mask |= REFUNDED
-    if facts.buyer_messages:
+    if f[BUYER_MESSAGES]:
         mask |= BUYER_MESSAGE
     if mask & DEFECT_CAUSES:
         mask |= DEFECT
@@ -140,13 +148,10 @@ def evaluate(facts: OrderFacts, now: int) -> int:
     return mask
 
 
-def late_deadline(facts: OrderFacts) -> int | None:
+def late_deadline(f: list[int]) -> int | None:
     """The instant after which :func:`evaluate` would turn this order late by
     itself, with no new event; ``None`` when time alone cannot change it."""
-    if (
-        facts.flags & HAS_ORDER
-        and facts.first_ship == NO_TIME
-        and not facts.flags & ANY_CANCEL
-    ):
-        return facts.ship_by
+    flags = f[FLAGS]
+    if flags & HAS_ORDER and f[FIRST_SHIP] == NO_TIME and not flags & ANY_CANCEL:
+        return f[SHIP_BY]
     return None
