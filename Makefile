@@ -1,7 +1,14 @@
 # popstream — every target sets itself up: a fresh clone needs only python3 (3.11+).
 #   make demo    the main job
 #   make test    the whole test suite (lint + unit + integration + e2e)
-PYTHON ?= python3
+# The newest CPython >= 3.11 on the machine: the engine runs ~9 % faster on 3.13
+# than on 3.11 (214k vs 196k events/s, bench/engine_bench.py). pyenv keeps
+# non-global versions off PATH, so look there too.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3 \
+            $(HOME)/.pyenv/versions/3.12*/bin/python3) \
+          $(shell for p in python3.13 python3.12 python3; do \
+            $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+            && { echo $$p; break; }; done))
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed

@@ -94,7 +94,9 @@ def reference_report(
         ship_by = to_us(entry.order.ship_by)
         evs = entry.events
 
-        def latest(kind: type, pred: object = None, _evs: list[tuple[int, Event]] = evs) -> Event | None:
+        def latest(
+            kind: type, pred: object = None, _evs: list[tuple[int, Event]] = evs
+        ) -> Event | None:
             cands = [(to_us(e.occurred_at), s, e) for s, e in _evs
                      if isinstance(e, kind) and (pred is None or pred(e))]  # type: ignore[operator]
             return max(cands, key=lambda c: (c[0], c[1]))[2] if cands else None

@@ -591,13 +591,13 @@ class Engine:
             if late_deadline(fields) is not None:
                 seller.timers.append((fields[SHIP_BY], order_id))
         heapq.heapify(seller.timers)
-        for message_id, (at, order_id, counts, anchor, digests) in snap.messages.items():
+        for message_id, (at, about, counts, anchor, digests) in snap.messages.items():
             if today - anchor >= horizon and not (
-                counts and order_id and order_id.encode() in seller.orders
+                counts and about and about.encode() in seller.orders
             ):
                 continue
             anchor = max(anchor, today - horizon + 1)
-            seller.messages[message_id] = MessageState(at, order_id, counts, anchor, digests)
+            seller.messages[message_id] = MessageState(at, about, counts, anchor, digests)
             self._messages_by_day.add(anchor, seller_id, message_id)
         for raw in snap.future:
             event = decode_event(raw)

@@ -60,7 +60,7 @@ class _Base(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     occurred_at: Timestamp
 
 
-class Order(_Base, tag="order"):
+class Order(_Base, tag="order", frozen=True):
     """A purchase; ``occurred_at`` is the purchase time."""
 
     order_id: OrderId
@@ -70,37 +70,37 @@ class Order(_Base, tag="order"):
     currency: str | None = None
 
 
-class Cancellation(_Base, tag="cancellation"):
+class Cancellation(_Base, tag="cancellation", frozen=True):
     order_id: OrderId
     initiated_by: CancelInitiator
 
 
-class Shipment(_Base, tag="shipment"):
+class Shipment(_Base, tag="shipment", frozen=True):
     """A ship confirmation; ``occurred_at`` is when the seller confirmed it."""
 
     order_id: OrderId
     tracking_id: str | None = None
 
 
-class Refund(_Base, tag="refund"):
+class Refund(_Base, tag="refund", frozen=True):
     order_id: OrderId
     amount: Amount | None = None
     reason: str | None = None
 
 
-class Feedback(_Base, tag="feedback"):
+class Feedback(_Base, tag="feedback", frozen=True):
     order_id: OrderId
     rating: Rating
     removed: bool = False
 
 
-class Claim(_Base, tag="claim"):
+class Claim(_Base, tag="claim", frozen=True):
     order_id: OrderId
     claim_type: ClaimType
     status: ClaimStatus = "opened"
 
 
-class Message(_Base, tag="message"):
+class Message(_Base, tag="message", frozen=True):
     message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     sender: MessageSender
     response_needed: bool = True
@@ -135,7 +135,7 @@ def decode_event(data: bytes | str | memoryview) -> Event:
     into ``reason`` and ``field`` so a dead-letter consumer can group by field.
     """
     try:
-        event = _decoder.decode(data)
+        event: Event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:

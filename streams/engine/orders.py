@@ -140,4 +140,4 @@ def has_digest(digests: bytes, digest: bytes) -> bool:
 
 _ORDER_OF_FIELDS = (SHIP_BY, FIRST_SHIP, DAY, FLAGS, APPLIED, FIRST_SELLER_CANCEL,
                     FEEDBACK_AT, A_TO_Z_AT, CHARGEBACK_AT, BUYER_MESSAGES)
-assert _ORDER_OF_FIELDS == tuple(range(10)), "struct layouts follow the rules' field order"
+assert tuple(range(10)) == _ORDER_OF_FIELDS, "struct layouts follow the rules' field order"

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-NOW = dt.datetime(2024, 6, 15, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 6, 15, 12, 0, 0, tzinfo=dt.UTC)
 NOW_TEXT = "2024-06-15T12:00:00Z"
 
 SELLERS = ("s1", "s2")
@@ -33,7 +33,7 @@ _OFFSETS = ("Z", "+00:00", "+05:30", "-08:00")
 
 def _fmt(ts: dt.datetime, offset: str) -> str:
     if offset == "Z":
-        return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     sign = 1 if offset[0] == "+" else -1
     hours, minutes = int(offset[1:3]), int(offset[4:6])
     tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
@@ -43,7 +43,7 @@ def _fmt(ts: dt.datetime, offset: str) -> str:
 @st.composite
 def timestamps(draw: st.DrawFn) -> dt.datetime:
     day = NOW.date() + dt.timedelta(days=draw(st.sampled_from(_DAY_OFFSETS)))
-    return dt.datetime.combine(day, draw(st.sampled_from(_TIMES)), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, draw(st.sampled_from(_TIMES)), tzinfo=dt.UTC)
 
 
 @st.composite

@@ -59,7 +59,8 @@ def test_invalid_lines_are_reported_counted_and_written(
     assert code == 0
     err = captured.err.decode()
     assert "line 2: not valid JSON" in err
-    assert "line 3: unknown event type" in err and "(at $.type)" in err
+    assert "line 3: unknown event type" in err
+    assert "(at $.type)" in err
     assert "line 4[1]:" in err
     assert "3 rejected" in err
     rows = [orjson.loads(r) for r in rejects.read_bytes().splitlines()]
