@@ -7,6 +7,7 @@ after ``now``, crashes with at-least-once replay, and clocks that move.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -18,7 +19,6 @@ from streams.engine.events import Event, decode_event, to_us
 from streams.errors import InvalidEvent
 from tests.reference import reference_report
 from tests.unit.strategies import NOW, logs
-import contextlib
 
 pytestmark = pytest.mark.unit
 
