@@ -505,6 +505,19 @@ class Engine:
         vector = self.sellers[seller_id].sums[self._windows.index(window_days)]
         return {name: lane(vector, bit) for name, bit in PREDICATES.items()}
 
+    def metric_plan(self) -> list[tuple[str, int, int, int]]:
+        """``(metric, window index, numerator bit, denominator bit)`` per metric:
+        what a reader needs to pull counts out of :attr:`Seller.sums` directly."""
+        return [(m.name, wi, num, den) for m, wi, num, den in self._plan]
+
+    def cause_window(self) -> int:
+        """Index of the window over which defect causes are reported: the Perfect
+        Order Percentage's if the catalog has it, else the longest."""
+        for m, wi, _, _ in self._plan:
+            if m.name == "perfect_order_percentage":
+                return wi
+        return self._n_windows - 1
+
     def report(self) -> dict[str, dict[str, MetricValue]]:
         return {sid: self.seller_metrics(sid) for sid in sorted(self.seller_ids())}
 
