@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quiet", action="store_true",
                     help="do not list invalid lines on stderr (the summary stays)")
 
+    from streams.broker import add_cli as add_broker_cli
+
+    add_broker_cli(sub)
+
     gp = sub.add_parser(
         "generate",
         help="write a realistic synthetic event log (JSON Lines)",
@@ -129,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_replay(args)
         if args.command == "generate":
             return _cmd_generate(args)
+        if args.command == "broker":
+            from streams.broker import run_cli
+
+            return run_cli(args)
     except ConfigError as exc:
         print(f"popstream: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
