@@ -155,6 +155,20 @@ class _SellerSnapshot(msgspec.Struct, array_like=True):
     future: list[bytes]
 
 
+class _Meta(msgspec.Struct, array_like=True):
+    has_orders: bool
+    messages: dict[str, tuple[int, str | None, bool, int, bytes]]
+    future: list[bytes]
+
+
+META: Final = None
+"""The chunk id of a seller's non-order state (messages, held events, flags)."""
+_encode_chunk = msgspec.msgpack.Encoder().encode
+_decode_chunk = msgspec.msgpack.Decoder(dict[bytes, bytes]).decode
+_encode_meta = msgspec.msgpack.Encoder().encode
+_decode_meta = msgspec.msgpack.Decoder(_Meta).decode
+
+
 class _EngineSnapshot(msgspec.Struct, array_like=True):
     version: int
     now: int
@@ -169,12 +183,23 @@ class Engine:
     """Exact, incremental seller metrics under a clock that only moves forward."""
 
     def __init__(
-        self, catalog: Catalog | None = None, now: int = 0, *, fixed_clock: bool = False
+        self,
+        catalog: Catalog | None = None,
+        now: int = 0,
+        *,
+        fixed_clock: bool = False,
+        track_dirty: bool = False,
     ) -> None:
         """``fixed_clock``: the clock will never move (a replay as of ``now``), so
-        events after ``now`` are counted as :attr:`Outcome.HELD` but not kept."""
+        events after ``now`` are counted as :attr:`Outcome.HELD` but not kept.
+        ``track_dirty``: record which snapshot chunks changed (see
+        :meth:`take_dirty`), for a caller that persists state incrementally."""
         self.catalog = catalog or default_catalog()
         self.fixed_clock = fixed_clock
+        self.track_dirty = track_dirty
+        # seller -> chunks changed since the last take_dirty(): purchase days, and
+        # META for the seller's messages, held events and flags.
+        self.dirty: dict[str, set[int | None]] = {}
         windows = self.catalog.windows
         self._windows = windows
         self._n_windows = len(windows)
@@ -234,6 +259,7 @@ class Engine:
         future = seller.future
         while future and future[0][0] <= now:
             event = heapq.heappop(future)[2]
+            self._mark(seller.id, META)
             try:
                 self.apply(event)
             except ConflictingEvent as exc:
@@ -271,6 +297,7 @@ class Engine:
                 rday, flags = rec.record_day(record)
                 if rday == day:
                     del seller.orders[order_id]
+                    self._mark(seller_id, day)
                     if not flags & HAS_ORDER:
                         self.pending_orders -= 1
             index.drop(day)
@@ -287,6 +314,7 @@ class Engine:
                     messages.add(new_day, seller_id, message_id)
                 else:
                     del seller.messages[message_id]
+                self._mark(seller_id, META)
             messages.drop(day)
 
     # --- events -----------------------------------------------------------------
@@ -313,6 +341,7 @@ class Engine:
                 return Outcome.HELD
             self._seq += 1
             heapq.heappush(seller.future, (occurred_at, self._seq, event))
+            self._mark(seller_id, META)
             heapq.heappush(self._wakeups, (occurred_at, seller_id))
             return Outcome.HELD
         kind = type(event)
@@ -343,6 +372,8 @@ class Engine:
             if record is not None:
                 del seller.orders[order_id]
                 self.pending_orders -= 1  # only a pending record can meet its order
+                self._mark(seller_id, old_day)
+            self._mark(seller_id, META)  # has_orders
             return outcome
         if record is None:
             self._orders_by_day.add(fields[DAY], seller_id, order_id)
@@ -353,6 +384,7 @@ class Engine:
                 # A pending record stays listed under its anchor day too; readers
                 # skip entries whose day no longer matches the record.
                 self._orders_by_day.add(fields[DAY], seller_id, order_id)
+                self._mark(seller_id, old_day)
             if (fields[FLAGS] ^ old_flags) & HAS_ORDER:
                 self.pending_orders -= 1
         self._commit(seller, order_id, fields, digests + digest)
@@ -373,6 +405,8 @@ class Engine:
                 sums[i] += delta
             fields[APPLIED] = mask
         seller.orders[order_id] = rec.pack(fields, digests)
+        if self.track_dirty:
+            self._mark(seller.id, fields[DAY])
 
     def _on_order(self, seller: Seller, ev: Order, f: list[int], at: int) -> Outcome:
         if f[FLAGS] & HAS_ORDER:
@@ -384,7 +418,9 @@ class Engine:
                 "and an order is created once)",
                 field="$.order_id",
             )
-        seller.has_orders = True
+        if not seller.has_orders:
+            seller.has_orders = True
+            self._mark(seller.id, META)
         purchase_day = at // US_PER_DAY
         if self.today - purchase_day >= self._horizon:
             return Outcome.EXPIRED
@@ -444,6 +480,7 @@ class Engine:
         if old is not None and rec.has_digest(old.digests, digest):
             return Outcome.DUPLICATE
         counts = ev.sender == "buyer" and ev.response_needed and ev.order_id is not None
+        self._mark(seller_id, META)
         if old is None:
             seller.messages[message_id] = MessageState(
                 at, ev.order_id, counts, self.today, digest
@@ -476,6 +513,69 @@ class Engine:
         # came back as a pending record, which never counts again.
         fields[BUYER_MESSAGES] = max(0, fields[BUYER_MESSAGES] + delta)
         self._commit(seller, order_id, fields, digests)
+
+    def _mark(self, seller_id: str, chunk: int | None) -> None:
+        if self.track_dirty:
+            chunks = self.dirty.get(seller_id)
+            if chunks is None:
+                self.dirty[seller_id] = {chunk}
+            else:
+                chunks.add(chunk)
+
+    # --- incremental persistence ------------------------------------------------
+
+    def take_dirty(self) -> dict[str, set[int | None]]:
+        """The chunks changed since the last call, by seller (and forget them)."""
+        dirty, self.dirty = self.dirty, {}
+        return dirty
+
+    def seller_chunks(
+        self, seller_id: str, chunks: set[int | None]
+    ) -> dict[int | None, bytes | None]:
+        """Encoded snapshot chunks of one seller: a purchase day's order records, or
+        ``META`` (messages, held events, flags). ``None`` for a chunk now empty (a
+        tombstone for a compacted changelog). One pass over the seller's orders."""
+        seller = self.sellers.get(seller_id)
+        out: dict[int | None, bytes | None] = dict.fromkeys(chunks)
+        if seller is None:
+            return out
+        days = {d for d in chunks if d is not None}
+        if days:
+            grouped: dict[int, dict[bytes, bytes]] = {}
+            for key, record in seller.orders.items():
+                day = rec.record_day(record)[0]
+                if day in days:
+                    grouped.setdefault(day, {})[key] = record
+            for day, records in grouped.items():
+                out[day] = _encode_chunk(records)
+        if META in chunks:
+            out[META] = _encode_meta(
+                _Meta(
+                    seller.has_orders,
+                    {k: tuple(v) for k, v in seller.messages.items()},  # type: ignore[misc]
+                    [encode_event(e) for _, _, e in sorted(seller.future)],
+                )
+            )
+        return out
+
+    def restore_seller_chunks(
+        self, seller_id: str, chunks: dict[int | None, bytes]
+    ) -> None:
+        """Rebuild one seller from the chunks :meth:`seller_chunks` produced."""
+        orders: dict[bytes, bytes] = {}
+        meta = _Meta(False, {}, [])
+        try:
+            for day, data in chunks.items():
+                if day is None:
+                    meta = _decode_meta(data)
+                else:
+                    orders.update(_decode_chunk(data))
+        except msgspec.DecodeError as exc:
+            raise SnapshotError(f"seller {seller_id!r}: corrupt chunk: {exc}") from None
+        self.drop_seller(seller_id)
+        self._restore_seller(
+            seller_id, _SellerSnapshot(meta.has_orders, orders, meta.messages, meta.future)
+        )
 
     # --- reading ----------------------------------------------------------------
 

@@ -214,3 +214,19 @@ def _invalid(message: str) -> InvalidEvent:
             f"expected one of {', '.join(EVENT_TYPES)}"
         )
     return InvalidEvent(reason, field=field)
+
+
+_TYPE_OF: Final[dict[type, EventType]] = {
+    Order: "order",
+    Cancellation: "cancellation",
+    Shipment: "shipment",
+    Refund: "refund",
+    Feedback: "feedback",
+    Claim: "claim",
+    Message: "message",
+}
+
+
+def event_type(event: Event) -> EventType:
+    """The ``type`` tag of a decoded event."""
+    return _TYPE_OF[type(event)]

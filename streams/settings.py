@@ -1,0 +1,192 @@
+"""One settings object, built from the environment and the command line, validated
+once at start-up and passed down (never read ad hoc deep in the code).
+
+Kafka security comes from the environment only, so no secret lands in a command
+line, a process list or the repository:
+
+=========================  ==================================================
+KAFKA_BOOTSTRAP_SERVERS    ``host:port[,host:port]`` (default 127.0.0.1:9092)
+KAFKA_SECURITY_PROTOCOL    PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+KAFKA_SASL_MECHANISM       PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+KAFKA_SASL_USERNAME        with a SASL protocol
+KAFKA_SASL_PASSWORD        with a SASL protocol
+KAFKA_SSL_CAFILE           CA bundle for SSL / SASL_SSL (default: system)
+KAFKA_SSL_CERTFILE         client certificate (mutual TLS), with KEYFILE
+KAFKA_SSL_KEYFILE          client key (mutual TLS)
+POPSTREAM_TOPIC_PREFIX     prefix of every topic name (default none)
+POPSTREAM_PARTITIONS       partitions of created topics (default 4)
+POPSTREAM_REPLICATION      replication factor of created topics (default 1)
+POPSTREAM_STORE            memory:// or rocksdb:// (default memory://)
+POPSTREAM_WEB_PORT         port of /metrics and /api (default 6066)
+POPSTREAM_DATA_DIR         worker data directory (default .cache/worker)
+POPSTREAM_CATALOG          metric catalog TOML (default: built-in)
+=========================  ==================================================
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias
+
+from streams.errors import ConfigError
+
+SecurityProtocol: TypeAlias = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TOPIC_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def validate(self) -> None:
+        if self.protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL must be one of {SECURITY_PROTOCOLS}, "
+                f"got {self.protocol!r}"
+            )
+        if self.protocol.startswith("SASL"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(
+                    f"KAFKA_SASL_MECHANISM must be one of {SASL_MECHANISMS} with "
+                    f"{self.protocol}, got {self.sasl_mechanism!r}"
+                )
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(
+                    f"{self.protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"KAFKA_{name.upper()} does not name a file: {path}")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile and self.ssl_keyfile:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+        return context
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients."""
+        kwargs: dict[str, Any] = {"security_protocol": self.protocol}
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.protocol.startswith("SASL"):
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security: KafkaSecurity = KafkaSecurity()
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication: int = 1
+    store: str = "memory://"
+    web_port: int = 6066
+    web_host: str = "0.0.0.0"
+    data_dir: Path = Path(".cache/worker")
+    catalog_path: Path | None = None
+    app_id: str = "popstream"
+    as_of: int | None = None  # a fixed clock (us), for backfills and tests
+    flush_interval: float = 1.0
+    max_message_bytes: int = 1_048_576
+
+    def validate(self) -> Settings:
+        self.security.validate()
+        if not self.bootstrap_servers.strip():
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        for server in self.bootstrap_servers.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(
+                    f"KAFKA_BOOTSTRAP_SERVERS: expected host:port[,host:port], got {server!r}"
+                )
+        if not 1 <= self.partitions <= 10_000:
+            raise ConfigError(f"partitions must be 1..10000, got {self.partitions}")
+        if not 1 <= self.replication <= 32:
+            raise ConfigError(f"replication must be 1..32, got {self.replication}")
+        if not 0 <= self.web_port <= 65535:
+            raise ConfigError(f"web port must be 0..65535, got {self.web_port}")
+        if self.store.split("://")[0] not in ("memory", "rocksdb"):
+            raise ConfigError(
+                f"POPSTREAM_STORE must be memory:// or rocksdb://, got {self.store!r}"
+            )
+        if not set(self.topic_prefix) <= _TOPIC_CHARS:
+            raise ConfigError(
+                f"POPSTREAM_TOPIC_PREFIX may use [A-Za-z0-9._-] only, got {self.topic_prefix!r}"
+            )
+        if self.flush_interval <= 0:
+            raise ConfigError(f"flush interval must be > 0 s, got {self.flush_interval}")
+        return self
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes).validate()
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``env`` (default ``os.environ``), then explicit overrides
+    (command-line values; ``None`` means "not given")."""
+    env = os.environ if env is None else env
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    security = KafkaSecurity(
+        protocol=protocol,  # type: ignore[arg-type]  # validated below
+        sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
+        sasl_username=env.get("KAFKA_SASL_USERNAME"),
+        sasl_password=env.get("KAFKA_SASL_PASSWORD"),
+        ssl_cafile=_path(env, "KAFKA_SSL_CAFILE"),
+        ssl_certfile=_path(env, "KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=_path(env, "KAFKA_SSL_KEYFILE"),
+    )
+    settings = Settings(
+        bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        security=security,
+        topic_prefix=env.get("POPSTREAM_TOPIC_PREFIX", ""),
+        partitions=_int(env, "POPSTREAM_PARTITIONS", 4),
+        replication=_int(env, "POPSTREAM_REPLICATION", 1),
+        store=env.get("POPSTREAM_STORE", "memory://"),
+        web_port=_int(env, "POPSTREAM_WEB_PORT", 6066),
+        data_dir=Path(env.get("POPSTREAM_DATA_DIR", ".cache/worker")),
+        catalog_path=_path(env, "POPSTREAM_CATALOG"),
+    )
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()
