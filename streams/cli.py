@@ -7,6 +7,7 @@ Exit codes mean something, so scripts can branch on them:
 * 3: invalid input under ``--strict``
 * 4: an input file cannot be read
 * 5: bad configuration (catalog, settings)
+* 6: Kafka unreachable
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import orjson
 
@@ -24,13 +25,15 @@ from streams import __version__
 from streams.engine.catalog import Catalog, default_catalog, load_catalog
 from streams.engine.engine import MetricValue
 from streams.engine.events import US_PER_DAY, parse_timestamp
-from streams.errors import ConfigError, InvalidEvent
+from streams.errors import BrokerUnavailable, ConfigError, InvalidEvent
+from streams.settings import Settings, from_env
 
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
 EXIT_STRICT: Final = 3
 EXIT_NOINPUT: Final = 4
 EXIT_CONFIG: Final = 5
+EXIT_BROKER: Final = 6
 
 
 def _timestamp(text: str) -> int:
@@ -56,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             "rates per seller, from marketplace events."
         ),
         epilog="Exit codes: 0 ok, 2 usage, 3 invalid input under --strict, "
-        "4 unreadable input, 5 bad configuration.",
+        "4 unreadable input, 5 bad configuration, 6 Kafka unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"popstream {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -106,6 +109,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_broker_cli(sub)
 
+    tp = sub.add_parser(
+        "topics",
+        help="create the event and dead-letter topics (idempotent)",
+        description="Create the seven event topics and the dead-letter topic with "
+        "POPSTREAM_PARTITIONS partitions; report the ones that already exist.",
+    )
+    tp.add_argument("action", choices=("create",))
+    _kafka_args(tp)
+
+    pp = sub.add_parser(
+        "produce",
+        help="publish a JSON Lines log to the event topics",
+        description="Validate each line and publish it to its type's topic, keyed by "
+        "seller_id, with an idempotent producer. Invalid lines are reported, not sent.",
+    )
+    pp.add_argument("path", help="JSON Lines file, or - for standard input")
+    _kafka_args(pp)
+
+    wp = sub.add_parser(
+        "worker",
+        help="run the Kafka worker (Faust): metrics on /metrics and /api/sellers",
+        description="Consume the event topics, keep every owned seller's metrics, "
+        "persist state to a changelog, and serve /metrics and /api/sellers. "
+        "SIGTERM or Ctrl-C stops it gracefully.",
+    )
+    _kafka_args(wp)
+    wp.add_argument("--as-of", type=_timestamp, metavar="T",
+                    help="a fixed clock: compute metrics as of T (backfills, tests)")
+    wp.add_argument("--web-port", type=int, help="port of /metrics and /api (default 6066)")
+    wp.add_argument("--store", help="memory:// or rocksdb:// (default memory://)")
+    wp.add_argument("--data-dir", type=Path, help="worker data directory")
+    wp.add_argument("--catalog", type=Path, metavar="TOML", help="metric catalog overrides")
+    wp.add_argument("--loglevel", default="warning",
+                    choices=("debug", "info", "warning", "error"))
+
     gp = sub.add_parser(
         "generate",
         help="write a realistic synthetic event log (JSON Lines)",
@@ -126,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kafka_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                        help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092); "
+                        "SASL/TLS settings come from the environment only")
+    parser.add_argument("--topic-prefix", help="prefix of every topic name")
+    parser.add_argument("--partitions", type=int, help="partitions of created topics")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return from_env(
+        None,
+        bootstrap_servers=args.bootstrap_servers,
+        topic_prefix=args.topic_prefix,
+        partitions=args.partitions,
+        **extra,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -133,6 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_replay(args)
         if args.command == "generate":
             return _cmd_generate(args)
+        if args.command == "topics":
+            return _cmd_topics(args)
+        if args.command == "produce":
+            return _cmd_produce(args)
+        if args.command == "worker":
+            from streams.worker import run_worker
+
+            settings = _settings(args, as_of=args.as_of, web_port=args.web_port,
+                                 store=args.store, data_dir=args.data_dir,
+                                 catalog_path=args.catalog)
+            return run_worker(settings, loglevel=args.loglevel)
         if args.command == "broker":
             from streams.broker import run_cli
 
@@ -140,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"popstream: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokerUnavailable as exc:
+        print(f"popstream: {exc}", file=sys.stderr)
+        return EXIT_BROKER
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -227,6 +297,47 @@ def _print_table(
             table.add_row(seller, f"{(mv.value or 0.0):.4f}", str(mv.numerator),
                           str(mv.denominator), status)
         console.print(table)
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.topics import create_topics
+
+    settings = _settings(args)
+    report = asyncio.run(create_topics(settings))
+    for line in report.lines():
+        print(f"popstream: {line}")
+    return EXIT_OK
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.producer import produce_lines
+    from streams.replay import Progress, read_lines
+
+    settings = _settings(args)
+    if args.path == "-":
+        stream, total = sys.stdin.buffer, None
+    else:
+        try:
+            stream = open(args.path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            print(f"popstream: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
+            return EXIT_NOINPUT
+        total = os.fstat(stream.fileno()).st_size
+    progress = Progress(total, f"produce {args.path}")
+    try:
+        report = asyncio.run(produce_lines(settings, read_lines(stream, progress.update)))
+    finally:
+        progress.close()
+        stream.close()
+    for number, error in report.rejected[:1000]:
+        print(f"popstream: line {number}: {error}", file=sys.stderr)
+    print(f"popstream: sent {report.sent} events, {len(report.rejected)} invalid lines "
+          "not sent", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
