@@ -20,6 +20,9 @@ POPSTREAM_STORE            memory:// or rocksdb:// (default memory://)
 POPSTREAM_WEB_PORT         port of /metrics and /api (default 6066)
 POPSTREAM_DATA_DIR         worker data directory (default .cache/worker)
 POPSTREAM_CATALOG          metric catalog TOML (default: built-in)
+POPSTREAM_APP_ID           consumer group and changelog prefix (default popstream)
+POPSTREAM_MAX_MESSAGE_BYTES  larger message values are dead-lettered (default 1 MiB)
+POPSTREAM_SESSION_TIMEOUT  seconds before a silent worker's partitions move (default 30)
 =========================  ==================================================
 """
 
@@ -116,6 +119,7 @@ class Settings:
     as_of: int | None = None  # a fixed clock (us), for backfills and tests
     flush_interval: float = 1.0
     max_message_bytes: int = 1_048_576
+    session_timeout: float = 30.0
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -140,6 +144,16 @@ class Settings:
         if not set(self.topic_prefix) <= _TOPIC_CHARS:
             raise ConfigError(
                 f"POPSTREAM_TOPIC_PREFIX may use [A-Za-z0-9._-] only, got {self.topic_prefix!r}"
+            )
+        if not self.app_id or not set(self.app_id) <= _TOPIC_CHARS:
+            raise ConfigError(f"POPSTREAM_APP_ID may use [A-Za-z0-9._-] only, got {self.app_id!r}")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(
+                f"POPSTREAM_MAX_MESSAGE_BYTES must be >= 1024, got {self.max_message_bytes}"
+            )
+        if not 6 <= self.session_timeout <= 1800:
+            raise ConfigError(
+                f"POPSTREAM_SESSION_TIMEOUT must be 6..1800 s, got {self.session_timeout}"
             )
         if self.flush_interval <= 0:
             raise ConfigError(f"flush interval must be > 0 s, got {self.flush_interval}")
@@ -188,5 +202,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         web_port=_int(env, "POPSTREAM_WEB_PORT", 6066),
         data_dir=Path(env.get("POPSTREAM_DATA_DIR", ".cache/worker")),
         catalog_path=_path(env, "POPSTREAM_CATALOG"),
+        app_id=env.get("POPSTREAM_APP_ID", "popstream"),
+        max_message_bytes=_int(env, "POPSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
+        session_timeout=float(_int(env, "POPSTREAM_SESSION_TIMEOUT", 30)),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

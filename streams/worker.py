@@ -17,10 +17,10 @@ Design (issue #3), and why:
   persists engine snapshot *chunks* (a seller's purchase day, or its meta).
 * **Durability order**: events are consumed with ``noack``; every
   ``flush_interval`` a timer writes the dirty chunks to the table's changelog
-  (with the seller's partition) and only then acks the events that made them
-  dirty. Faust flushes its producer before committing offsets, so a committed
-  offset always has its state in the changelog; a crash replays at most one
-  interval, and the replay is idempotent.
+  (with the seller's partition), awaits their delivery, and only then acks the
+  events that made them dirty, so a committed offset always has its state in
+  the changelog; a crash replays at most one interval, and the replay is
+  idempotent.
 * **Rebalances**: when recovery completes, sellers of partitions no longer
   assigned are dropped from the engine (so the exporter stops yielding them: no
   stale series), and sellers of newly assigned partitions are rebuilt from the
@@ -32,6 +32,7 @@ Design (issue #3), and why:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -120,13 +121,16 @@ class Pipeline:
         """Apply one Kafka message; return ``(bad bytes, reason)`` to dead-letter."""
         self.metrics.messages.labels(topic).inc()
         if value is None:
+            self.metrics.invalid.labels("empty").inc()
             return [(b"", "empty message value (a tombstone?)")]
         if len(value) > self.max_bytes:
+            self.metrics.invalid.labels("oversized").inc()
             return [(value, f"oversized: {len(value)} bytes > {self.max_bytes}")]
         bad: list[tuple[bytes, str]] = []
         try:
             batch = split_batch(value)
         except InvalidEvent as exc:
+            self.metrics.invalid.labels("json").inc()
             return [(value, str(exc))]
         items: Iterable[bytes] = [value] if batch is None else (bytes(b) for b in batch)
         for index, raw in enumerate(items):
@@ -191,6 +195,9 @@ class Pipeline:
                 partitions[seller_id] = _PARTITION.unpack_from(value)[0]
                 value = value[_PARTITION.size:]
             grouped.setdefault(seller_id, {})[chunk_id] = value
+        # Keep what live events made dirty (not flushed yet); forget only what the
+        # restore itself marks, which is what the table already holds.
+        pending = self.engine.take_dirty()
         restored = 0
         for seller_id, chunks in grouped.items():
             owner = partitions.get(seller_id)
@@ -199,7 +206,8 @@ class Pipeline:
             self.engine.restore_seller_chunks(seller_id, chunks)
             self.seller_partition[seller_id] = owner
             restored += 1
-        self.engine.take_dirty()  # restored state is what the table holds
+        self.engine.take_dirty()
+        self.engine.dirty = pending
         return restored
 
     def render_metrics(self) -> bytes:
@@ -257,6 +265,9 @@ def build_app(settings: Settings) -> Any:
         producer_max_request_size=max(settings.max_message_bytes, 4 << 20),
         consumer_max_fetch_size=max(settings.max_message_bytes, 4 << 20),
         broker_commit_every=10_000,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 6),
+        broker_rebalance_timeout=max(settings.session_timeout, 10.0),
         broker_commit_interval=settings.flush_interval,
         table_cleanup_interval=3600.0,
         stream_wait_empty=False,
@@ -266,30 +277,47 @@ def build_app(settings: Settings) -> Any:
     source = app.topic(*names.events, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)
-    deadletter = app.topic(names.deadletter, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw",
+    deadletter_name = names.deadletter
+    deadletter = app.topic(deadletter_name, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def declare_deadletter() -> None:
+        await deadletter.maybe_declare()
     table = app.Table(
         TABLE_NAME, default=None, partitions=settings.partitions,
         key_type=bytes, value_type=bytes,  # -> "raw" serializers for the changelog
         extra_topic_configs={"max.message.bytes": str(max(settings.max_message_bytes,
                                                           4 << 20))},
     )
-    unacked: list[Any] = []
+    unacked: list[Any] = []  # events applied but not yet acked
+    in_flight: list[Any] = []  # delivery futures of dead letters not yet awaited
 
-    def flush() -> None:
-        # Synchronous on purpose: no other coroutine runs between writing the
-        # chunks and acking the events they contain.
-        for partition, key, value in pipeline.dirty_chunks():
+    async def flush() -> None:
+        # Faust's own producer buffer is not a durability point: its flush() gives
+        # up after 0.1 s without progress, so a commit can overtake buffered
+        # records. We therefore send chunks with the underlying producer, await
+        # their delivery, and only then ack the events they contain. Everything
+        # up to the first await happens in one step of the event loop: the chunks
+        # captured are exactly the effect of the events captured.
+        chunks = pipeline.dirty_chunks()
+        to_ack, dead = unacked[:], in_flight[:]
+        unacked.clear()
+        in_flight.clear()
+        changelog = table.changelog_topic.get_topic_name()
+        deliveries = list(dead)
+        for partition, key, value in chunks:
             if value is None:
                 table.data.pop(key, None)
             else:
                 table.data[key] = value
-            table.send_changelog(partition, key, value, key_serializer="raw",
-                                 value_serializer="raw")
-        for event in unacked:
+            deliveries.append(
+                await app.producer.send(changelog, key, value, partition, None, None)
+            )
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for event in to_ack:
             event.ack()
-        unacked.clear()
 
     @app.agent(source)
     async def process(stream: Any) -> None:
@@ -297,15 +325,15 @@ def build_app(settings: Settings) -> Any:
             msg = event.message
             for raw, reason in pipeline.handle(msg.value, msg.topic, msg.partition,
                                                msg.offset, msg.timestamp * 1000.0):
-                deadletter.send_soon(
-                    key=msg.key, value=raw,
-                    headers=[
+                in_flight.append(await app.producer.send(
+                    deadletter_name, msg.key, raw, None, None,
+                    [
                         ("popstream-reason", reason.encode()),
                         ("popstream-topic", msg.topic.encode()),
                         ("popstream-partition", str(msg.partition).encode()),
                         ("popstream-offset", str(msg.offset).encode()),
                     ],
-                )
+                ))
                 log.info("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition,
                          msg.offset, reason)
             unacked.append(event)
@@ -313,7 +341,7 @@ def build_app(settings: Settings) -> Any:
     @app.timer(interval=settings.flush_interval)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         pipeline.tick()
-        flush()
+        await flush()
         _update_lag(app, pipeline)
 
     @table.on_recover

@@ -1,0 +1,119 @@
+"""Driving real workers in tests: subprocesses, HTTP probes, and waiting on
+conditions (never on fixed sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from streams.broker import free_port
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
+              interval: float = 0.25) -> T:
+    """Poll ``condition`` until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last={last!r}")
+
+
+class Worker:
+    """``popstream worker`` in a subprocess with its own port and data dir."""
+
+    def __init__(self, bootstrap: str, env: dict[str, str], data_dir: Path,
+                 as_of: str | None, name: str) -> None:
+        self.port = free_port()
+        self.name = name
+        self.log = data_dir / f"{name}.log"
+        cmd = [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(self.port),
+               "--data-dir", str(data_dir / name), "--loglevel", "info"]
+        if as_of:
+            cmd += ["--as-of", as_of]
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )
+
+    def get(self, path: str) -> Any:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                body = r.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return body if path == "/metrics" else orjson.loads(body)
+
+    def sellers(self) -> dict[str, Any] | None:
+        doc = self.get("/api/sellers")
+        return None if doc is None else doc["sellers"]
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+
+async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+    """Send raw ``(topic, key, value)`` messages, bypassing validation on purpose."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                linger_ms=5, max_request_size=4 << 20)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> list[Any]:
+    """Every message of ``topic`` from the start, once ``expect`` have arrived."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                out.extend(messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
