@@ -14,7 +14,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 AS_OF  ?= 2024-06-15T00:00:00Z
 
-.PHONY: demo test unit lint bench bench-smoke clean
+.PHONY: demo replay-demo test unit lint bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@$(VENV)/bin/popstream demo
+
+replay-demo: $(STAMP)
 	@$(VENV)/bin/popstream replay samples/events.jsonl --as-of $(AS_OF) --top 5
 
 test: lint $(STAMP)

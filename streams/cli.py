@@ -144,6 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("--loglevel", default="warning",
                     choices=("debug", "info", "warning", "error"))
 
+    sp = sub.add_parser(
+        "simulate",
+        help="publish realistic live traffic (a backfill, then events/s)",
+        description="Publish a backfill of recent history, then live traffic at --rate "
+        "events/s for --duration seconds (default: until Ctrl-C). A share of sellers "
+        "drifts from healthy to breaching over --drift-minutes.",
+    )
+    _kafka_args(sp)
+    sp.add_argument("--sellers", type=int, default=50)
+    sp.add_argument("--rate", type=float, default=200.0, help="live events per second")
+    sp.add_argument("--duration", type=float, default=None, help="seconds of live traffic")
+    sp.add_argument("--history-days", type=int, default=30)
+    sp.add_argument("--drifting-share", type=float, default=0.1)
+    sp.add_argument("--drift-minutes", type=float, default=5.0)
+    sp.add_argument("--seed", type=int, default=7)
+
+    dp = sub.add_parser(
+        "demo",
+        help="the whole pipeline with a live view of the worst sellers",
+        description="Start an embedded Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), "
+        "create topics, run a worker and the simulator, and show the worst sellers per "
+        "metric live. Ctrl-C stops everything it started.",
+    )
+    dp.add_argument("--sellers", type=int, default=40)
+    dp.add_argument("--rate", type=float, default=300.0)
+    dp.add_argument("--duration", type=float, default=None)
+    dp.add_argument("--web-port", type=int, default=6066)
+
     gp = sub.add_parser(
         "generate",
         help="write a realistic synthetic event log (JSON Lines)",
@@ -200,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  store=args.store, data_dir=args.data_dir,
                                  catalog_path=args.catalog)
             return run_worker(settings, loglevel=args.loglevel)
+        if args.command == "simulate":
+            return _cmd_simulate(args)
+        if args.command == "demo":
+            from streams.demo import run_demo
+
+            return run_demo(args.sellers, args.rate, args.duration, args.web_port)
         if args.command == "broker":
             from streams.broker import run_cli
 
@@ -337,6 +371,35 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         print(f"popstream: line {number}: {error}", file=sys.stderr)
     print(f"popstream: sent {report.sent} events, {len(report.rejected)} invalid lines "
           "not sent", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.simulate import SimulationSpec, SimulationStats, simulate
+
+    settings = _settings(args)
+    spec = SimulationSpec(sellers=args.sellers, rate=args.rate, duration=args.duration,
+                          history_days=args.history_days,
+                          drifting_share=args.drifting_share,
+                          drift_minutes=args.drift_minutes, seed=args.seed)
+    last = [0.0]
+
+    def progress(stats: SimulationStats) -> None:
+        import time
+
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            print(f"popstream: sent {stats.backfilled} backfill + {stats.live} live events",
+                  file=sys.stderr, flush=True)
+
+    try:
+        stats = asyncio.run(simulate(settings, spec, progress))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    print(f"popstream: sent {stats.backfilled} backfill + {stats.live} live events",
+          file=sys.stderr)
     return EXIT_OK
 
 
