@@ -254,3 +254,28 @@ def test_topics_create_is_idempotent(stack: Stack) -> None:
     assert set(report.existing) == {stack.prefix + t for t in TOPIC_OF_TYPE.values()} | {
         TopicNames(stack.prefix).deadletter}
     assert all(n == 4 for n in report.existing.values())
+
+
+def test_time_moves_on_its_own(stack: Stack) -> None:
+    """With the wall clock, an unshipped order turns late when ship_by passes,
+    with no new event."""
+    import time
+
+    from streams.engine.events import format_us
+
+    now = time.time_ns() // 1000
+    order = {"event_id": "live-1", "type": "order", "seller_id": "live", "order_id": "o1",
+             "occurred_at": format_us(now - 1_000_000), "ship_by": format_us(now + 20_000_000)}
+    run(produce(stack.bootstrap, [(stack.topic("order"), b"live", orjson.dumps(order))]))
+    worker = Worker(stack.bootstrap, stack.env, stack.tmp, None, "clock")
+    stack.workers.append(worker)
+
+    def late() -> tuple[int, int] | None:
+        sellers = worker.sellers()
+        if not sellers or "live" not in sellers:
+            return None
+        mv = sellers["live"]["late_shipment_rate"]
+        return (mv["numerator"], mv["denominator"])
+
+    assert wait_for(late, 15, "the order to be seen, on time") == (0, 1)
+    assert wait_for(lambda: late() == (1, 1), 30, "the order to turn late by itself")

@@ -1,0 +1,89 @@
+"""The worker's per-message logic without Kafka: decode, apply, dead-letter, persist."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.engine.catalog import default_catalog
+from streams.engine.events import parse_timestamp
+from streams.settings import from_env
+from streams.worker import Pipeline, chunk_key, parse_chunk_key
+
+pytestmark = pytest.mark.unit
+AS_OF = parse_timestamp("2024-06-15T00:00:00Z")
+ORDER = {"event_id": "e1", "type": "order", "seller_id": "s1", "order_id": "o1",
+         "occurred_at": "2024-06-14T00:00:00Z", "ship_by": "2024-06-14T12:00:00Z"}
+
+
+def pipeline(**kw: object) -> Pipeline:
+    return Pipeline(from_env({}, as_of=AS_OF, **kw), default_catalog())
+
+
+def test_single_events_and_arrays_are_applied() -> None:
+    p = pipeline()
+    ship = dict(ORDER, event_id="e2", type="shipment", occurred_at="2024-06-14T11:00:00Z",
+                tracking_id="T")
+    del ship["ship_by"]
+    assert p.handle(orjson.dumps(ORDER), "orders", 3, 0, None) == []
+    assert p.handle(orjson.dumps([ship]), "shipments", 3, 0, None) == []
+    doc = p.sellers_json("s1")
+    assert doc is not None
+    assert doc["sellers"]["s1"]["late_shipment_rate"]["denominator"] == 1
+    assert doc["sellers"]["s1"]["valid_tracking_rate"]["value"] == 1.0
+    assert p.seller_partition == {"s1": 3}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"type": "order"}', "missing required field"),
+        (b"[1, 2", "not valid JSON"),
+        (None, "empty message value"),
+        (b'{"pad": "' + b"x" * 5000 + b'"}', "oversized"),
+    ],
+)
+def test_bad_input_is_returned_for_the_dead_letter_topic(value: bytes | None,
+                                                         reason: str) -> None:
+    p = pipeline(max_message_bytes=4096)
+    bad = p.handle(value, "orders", 0, 7, None)
+    assert len(bad) == 1
+    assert reason in bad[0][1]
+    metrics = p.render_metrics().decode()
+    assert "popstream_events_invalid_total" in metrics
+
+
+def test_array_elements_fail_alone() -> None:
+    p = pipeline()
+    bad_element = {"event_id": "x", "type": "refund", "seller_id": "s1",
+                   "occurred_at": "2024-06-14T00:00:00Z"}
+    bad = p.handle(orjson.dumps([ORDER, bad_element]), "orders", 0, 1, None)
+    assert [(raw, reason.split(":")[0]) for raw, reason in bad] == [
+        (orjson.dumps(bad_element), "element 1")]
+    assert p.sellers_json("s1") is not None
+
+
+def test_dirty_chunks_carry_the_partition_and_restore_elsewhere() -> None:
+    p = pipeline()
+    p.handle(orjson.dumps(ORDER), "orders", 2, 0, None)
+    chunks = p.dirty_chunks()
+    assert {partition for partition, _, _ in chunks} == {2}
+    assert p.dirty_chunks() == []  # taken
+    other = pipeline()
+    assert other.restore([(k, v) for _, k, v in chunks if v is not None], {2}) == 1
+    assert other.sellers_json() == p.sellers_json()
+    assert pipeline().restore([(k, v) for _, k, v in chunks if v is not None], {0, 1}) == 0
+
+
+def test_restore_drops_sellers_of_revoked_partitions() -> None:
+    p = pipeline()
+    p.handle(orjson.dumps(ORDER), "orders", 2, 0, None)
+    p.restore([], {0, 1})
+    assert p.sellers_json() == {"as_of": "2024-06-15T00:00:00Z", "sellers": {}}
+    assert "s1" not in p.render_metrics().decode()
+
+
+def test_chunk_keys_round_trip() -> None:
+    for seller, chunk in [("s:1", 19_888), ("a.b-c", None)]:
+        assert parse_chunk_key(chunk_key(seller, chunk)) == (seller, chunk)
