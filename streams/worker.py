@@ -211,7 +211,9 @@ class Pipeline:
         return restored
 
     def render_metrics(self) -> bytes:
-        return render_sellers(self.engine) + generate_latest(self.metrics.registry)
+        return render_sellers(
+            self.engine, trailer=generate_latest(self.metrics.registry).decode()
+        )
 
     def sellers_json(self, seller_id: str | None = None) -> dict[str, Any] | None:
         engine = self.engine
