@@ -308,11 +308,9 @@ def build_app(settings: Settings) -> Any:
         in_flight.clear()
         changelog = table.changelog_topic.get_topic_name()
         deliveries = list(dead)
+        # The changelog is the state's home; the table's local store is filled from
+        # it by Faust's recovery (memory or RocksDB alike), which is when we read it.
         for partition, key, value in chunks:
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
             deliveries.append(
                 await app.producer.send(changelog, key, value, partition, None, None)
             )

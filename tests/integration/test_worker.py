@@ -41,12 +41,14 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}-")
     app_id: str = field(default_factory=lambda: f"ps-{uuid.uuid4().hex[:8]}")
     workers: list[Worker] = field(default_factory=list)
+    store: str = "memory://"
 
     @property
     def env(self) -> dict[str, str]:
         return {"POPSTREAM_TOPIC_PREFIX": self.prefix, "POPSTREAM_APP_ID": self.app_id,
                 "POPSTREAM_MAX_MESSAGE_BYTES": str(MAX_BYTES),
-                "POPSTREAM_SESSION_TIMEOUT": "6", "POPSTREAM_PARTITIONS": "4"}
+                "POPSTREAM_SESSION_TIMEOUT": "6", "POPSTREAM_PARTITIONS": "4",
+                "POPSTREAM_STORE": self.store}
 
     def worker(self, name: str) -> Worker:
         w = Worker(self.bootstrap, self.env, self.tmp, AS_OF, name)
@@ -198,7 +200,9 @@ def test_gauges_equal_the_reference_and_bad_input_is_dead_lettered(stack: Stack)
     assert order_topic.startswith(stack.prefix)
 
 
-def test_kill_9_during_processing_then_restart_is_exact(stack: Stack) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_kill_9_during_processing_then_restart_is_exact(stack: Stack, store: str) -> None:
+    stack.store = store
     msgs = messages_for(stack, generated(sellers=300, seed=5), seed=5)
     run(produce(stack.bootstrap, msgs))
     expected = expected_of(msgs)
