@@ -97,7 +97,8 @@ class PipelineMetrics:
                             registry=r)
         self.sellers = Gauge("popstream_sellers", "Sellers owned by this worker.", registry=r)
         self.lag = Gauge("popstream_consumer_lag_messages",
-                         "Messages behind the end of each assigned partition.",
+                         "Messages between the committed offset and the end of each "
+                         "assigned partition (includes up to one flush interval).",
                          ["topic", "partition"], registry=r)
         self.flushes = Counter("popstream_state_chunks_written",
                                "Snapshot chunks written to the changelog.", registry=r)
@@ -132,6 +133,10 @@ class Pipeline:
         except InvalidEvent as exc:
             self.metrics.invalid.labels("json").inc()
             return [(value, str(exc))]
+        if self.settings.as_of is None:
+            # Follow the wall clock per message, not per tick: an event stamped
+            # "now" by its producer must count now, not wait for the next tick.
+            self.engine.advance(_now_us())
         items: Iterable[bytes] = [value] if batch is None else (bytes(b) for b in batch)
         for index, raw in enumerate(items):
             try:
