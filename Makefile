@@ -14,7 +14,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 AS_OF  ?= 2024-06-15T00:00:00Z
 
-.PHONY: demo replay-demo test unit lint bench bench-smoke clean
+.PHONY: demo replay-demo test unit lint tools ops bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ demo: $(STAMP)
 replay-demo: $(STAMP)
 	@$(VENV)/bin/popstream replay samples/events.jsonl --as-of $(AS_OF) --top 5
 
-test: lint $(STAMP)
+test: lint $(STAMP) tools
 	@$(PY) -m pytest -q
+
+tools:
+	@bash scripts/install-tools.sh
+
+ops: $(STAMP)
+	@$(VENV)/bin/popstream ops generate
 
 unit: $(STAMP)
 	@$(PY) -m pytest -q -m unit

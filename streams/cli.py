@@ -172,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--duration", type=float, default=None)
     dp.add_argument("--web-port", type=int, default=6066)
 
+    op = sub.add_parser(
+        "ops",
+        help="regenerate Prometheus rules, Alertmanager config and Grafana dashboards",
+        description="Write prometheus/rules/popstream.rules.yml, prometheus/alertmanager.yml "
+        "and grafana/dashboards/*.json from the metric catalog (--catalog to customise).",
+    )
+    op.add_argument("action", choices=("generate",))
+    op.add_argument("--root", type=Path, default=Path("."))
+    op.add_argument("--catalog", type=Path, metavar="TOML")
+
     gp = sub.add_parser(
         "generate",
         help="write a realistic synthetic event log (JSON Lines)",
@@ -234,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.demo import run_demo
 
             return run_demo(args.sellers, args.rate, args.duration, args.web_port)
+        if args.command == "ops":
+            from streams.observability import generate
+
+            for path in generate(args.root, _catalog(args.catalog)):
+                print(f"popstream: wrote {path}")
+            return EXIT_OK
         if args.command == "broker":
             from streams.broker import run_cli
 
