@@ -31,3 +31,32 @@ def test_every_metric_has_a_breach_and_a_warning_alert_with_a_runbook() -> None:
                  if r["labels"].get("metric") == metric.name}
         assert kinds == {"critical", "warning"}, metric.name
     assert all(r["annotations"]["runbook"] for r in alerts.values())
+
+
+def test_dashboards_are_well_formed_grafana_models() -> None:
+    import json
+
+    import yaml
+
+    provisioning = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml")
+                                  .read_text())
+    uid = provisioning["datasources"][0]["uid"]
+    files = {k: v for k, v in rendered_files().items() if k.startswith("grafana/dashboards/")}
+    assert len(files) == 3
+    uids = set()
+    for rel, text in files.items():
+        doc = json.loads(text)
+        uids.add(doc["uid"])
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(ids) == len(set(ids)), rel
+        variables = {v["name"] for v in doc["templating"]["list"]}
+        for panel in doc["panels"]:
+            pos = panel["gridPos"]
+            assert 0 <= pos["x"] <= pos["x"] + pos["w"] <= 24, (rel, panel["title"])
+            assert panel["datasource"]["uid"] == uid
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                used = {w[1:] for w in target["expr"].replace('"', " ").split() if
+                        w.startswith("$")}
+                assert used <= variables, (panel["title"], used)
+    assert len(uids) == 3
