@@ -54,13 +54,13 @@ def seller_ids(count: int) -> list[str]:
     return [f"S{i:06d}" for i in range(count)]
 
 
-def _mix(base: Profile, drift: Profile, weight: float) -> Profile:
+def mix_profiles(base: Profile, drift: Profile, weight: float) -> Profile:
     return Profile(
-        *(b + (d - b) * weight for b, d in zip(_fields(base), _fields(drift), strict=True))
+        *(b + (d - b) * weight for b, d in zip(profile_fields(base), profile_fields(drift), strict=True))
     )
 
 
-def _fields(p: Profile) -> tuple[float, ...]:
+def profile_fields(p: Profile) -> tuple[float, ...]:
     return (
         p.late,
         p.seller_cancel,
@@ -220,7 +220,7 @@ def generate(spec: LogSpec) -> Iterator[dict[str, Any]]:
         seller = sellers[rnd.randrange(len(sellers))]
         at = start + rnd.randrange(span)
         weight = (at - start) / span if seller in drifting else 0.0
-        profile = _mix(HEALTHY, DRIFTING, weight)
+        profile = mix_profiles(HEALTHY, DRIFTING, weight)
         counters[seller] += 1
         for ev_at, ev in order_events(rnd, seller, counters[seller], at, profile):
             events.append((ev_at, n, ev))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.engine.events import US_PER_DAY, format_us, parse_timestamp
-from streams.generator import DRIFTING, HEALTHY, LogSpec, Profile, _mix, generate, seller_ids
+from streams.generator import DRIFTING, HEALTHY, LogSpec, Profile, mix_profiles, generate, seller_ids
 from streams.producer import EventProducer
 from streams.settings import Settings
 
@@ -70,7 +70,7 @@ class _Live:
         if seller not in self.drifting:
             return HEALTHY
         weight = min(1.0, (now - self.start_us) / (self.spec.drift_minutes * 60 * _US_PER_S))
-        return _mix(HEALTHY, DRIFTING, weight)
+        return mix_profiles(HEALTHY, DRIFTING, weight)
 
     def next_event(self, now: int) -> dict[str, Any]:
         rnd = self.rnd
