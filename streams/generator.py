@@ -56,7 +56,10 @@ def seller_ids(count: int) -> list[str]:
 
 def mix_profiles(base: Profile, drift: Profile, weight: float) -> Profile:
     return Profile(
-        *(b + (d - b) * weight for b, d in zip(profile_fields(base), profile_fields(drift), strict=True))
+        *(
+            b + (d - b) * weight
+            for b, d in zip(profile_fields(base), profile_fields(drift), strict=True)
+        )
     )
 
 

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.engine.events import US_PER_DAY, format_us, parse_timestamp
-from streams.generator import DRIFTING, HEALTHY, LogSpec, Profile, mix_profiles, generate, seller_ids
+from streams.generator import (
+    DRIFTING,
+    HEALTHY,
+    LogSpec,
+    Profile,
+    generate,
+    mix_profiles,
+    seller_ids,
+)
 from streams.producer import EventProducer
 from streams.settings import Settings
 
