@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = build(args.sellers)
     print(f"  state for {args.sellers:,} sellers built in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
+    t = time.perf_counter()
+    body = pipeline.render_metrics()  # cold: every seller rendered
+    cold = time.perf_counter() - t
     timings = []
-    body = b""
-    for _ in range(args.runs):
+    for _ in range(args.runs):  # warm: unchanged sellers reuse their text
         t = time.perf_counter()
         body = pipeline.render_metrics()
         timings.append(time.perf_counter() - t)
@@ -72,13 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "scrape",
         "sellers": args.sellers,
+        "scrape_seconds_cold": round(cold, 3),
         "scrape_seconds_median": round(statistics.median(timings), 3),
         "scrape_seconds_runs": [round(t, 3) for t in timings],
         "bytes": len(body),
         "bytes_gzip": len(gzip.compress(body, 1)),
         "lines": lines,
     }
-    print(f"  scrape {result['scrape_seconds_median']} s (median of {args.runs}; target < 1 s), "
+    print(f"  scrape {result['scrape_seconds_median']} s warm (median of {args.runs}), "
+          f"{cold:.3f} s cold (every seller re-rendered); target < 1 s, "
           f"{len(body) / 1e6:.1f} MB ({result['bytes_gzip'] / 1e6:.1f} MB gzip), "
           f"{lines:,} lines", file=sys.stderr)
     if not args.no_write:

@@ -43,14 +43,27 @@ _FAMILIES = (
 _CAUSES_HELP = "Orders in the Perfect Order window made imperfect by each cause."
 
 
+SellerCache = dict[str, tuple[list[int], str, str, str, str]]
+"""Per seller: the running sums a rendering was made from, and its four chunks."""
+
+
 def render_sellers(
-    engine: Engine, seller_ids: Iterable[str] | None = None, trailer: str = ""
+    engine: Engine,
+    seller_ids: Iterable[str] | None = None,
+    trailer: str = "",
+    cache: SellerCache | None = None,
 ) -> bytes:
     """The seller series of the exposition text for ``seller_ids`` (default: all).
 
     The hot loop of a scrape (18+ lines per seller), so it works on the raw lane
     vectors with precomputed shifts and label fragments. Seller ids need no
     escaping: the contract restricts them to ``[A-Za-z0-9._:-]``.
+
+    With a ``cache`` (kept by the caller between scrapes), a seller whose sums have
+    not changed since the last scrape reuses its text: at 100,000 sellers a scrape
+    is then mostly one join (100,000 sellers over HTTP: 1.23 s before, 0.48 s with
+    the cache when sellers are unchanged; bench/results/scrape.json).
+    Sellers no longer owned drop out of the cache.
     """
     catalog = engine.catalog
     plan = [
@@ -79,25 +92,49 @@ def render_sellers(
     den_name = PREFIX + "seller_metric_denominator_orders"
     cause_name = PREFIX + "seller_imperfect_orders"
     mask = LANE_MASK
+    fresh: SellerCache = {}
     for seller_id, seller in owned:
         sums = seller.sums
+        if cache is not None:
+            hit = cache.get(seller_id)
+            if hit is not None and hit[0] == sums:
+                fresh[seller_id] = hit
+                add_ratio(hit[1])
+                add_num(hit[2])
+                add_den(hit[3])
+                add_cause(hit[4])
+                continue
         labels = f'{{seller_id="{seller_id}",metric="'
+        r: list[str] = []
+        n: list[str] = []
+        d: list[str] = []
         for suffix, wi, num_shift, den_shift in plan:
             vector = sums[wi]
             den = (vector >> den_shift) & mask
             if den:
                 num = (vector >> num_shift) & mask
                 lbl = labels + suffix
-                add_ratio(f"{ratio_name}{lbl}{num / den!r}\n")
-                add_num(f"{num_name}{lbl}{num}\n")
-                add_den(f"{den_name}{lbl}{den}\n")
+                r.append(f"{ratio_name}{lbl}{num / den!r}\n")
+                n.append(f"{num_name}{lbl}{num}\n")
+                d.append(f"{den_name}{lbl}{den}\n")
+        c: list[str] = []
         vector = sums[pop_window]
         if vector:
             cause_labels = f'{{seller_id="{seller_id}",cause="'
             for suffix, shift in causes:
                 count = (vector >> shift) & mask
                 if count:
-                    add_cause(f"{cause_name}{cause_labels}{suffix}{count}\n")
+                    c.append(f"{cause_name}{cause_labels}{suffix}{count}\n")
+        chunks = ("".join(r), "".join(n), "".join(d), "".join(c))
+        add_ratio(chunks[0])
+        add_num(chunks[1])
+        add_den(chunks[2])
+        add_cause(chunks[3])
+        if cache is not None:
+            fresh[seller_id] = (list(sums), *chunks)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     out: list[str] = []
     for (family, help_text), lines in zip(
         _FAMILIES, (ratio_lines, num_lines, den_lines), strict=True

@@ -47,7 +47,7 @@ from streams.engine.catalog import Catalog, default_catalog, load_catalog
 from streams.engine.engine import Engine, Outcome
 from streams.engine.events import decode_event, event_type, format_us, split_batch
 from streams.errors import InvalidEvent
-from streams.exporter import render_sellers
+from streams.exporter import SellerCache, render_sellers
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -116,6 +116,7 @@ class Pipeline:
         self.metrics = PipelineMetrics()
         self.seller_partition: dict[str, int] = {}
         self.max_bytes = settings.max_message_bytes
+        self._scrape_cache: SellerCache = {}
 
     def handle(self, value: bytes | None, topic: str, partition: int, offset: int,
                timestamp_ms: float | None) -> list[tuple[bytes, str]]:
@@ -217,7 +218,9 @@ class Pipeline:
 
     def render_metrics(self) -> bytes:
         return render_sellers(
-            self.engine, trailer=generate_latest(self.metrics.registry).decode()
+            self.engine,
+            trailer=generate_latest(self.metrics.registry).decode(),
+            cache=self._scrape_cache,
         )
 
     def sellers_json(self, seller_id: str | None = None) -> dict[str, Any] | None:

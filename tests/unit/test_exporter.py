@@ -88,3 +88,18 @@ def test_a_dropped_seller_leaves_no_series() -> None:
     text = render_sellers(engine).decode()
     assert f'seller_id="{first}"' not in text
     assert 'seller_id="' in text
+
+
+def test_cached_rendering_equals_a_fresh_one_as_state_changes() -> None:
+    engine = _engine(6)
+    cache: dict = {}  # type: ignore[type-arg]
+    assert render_sellers(engine, cache=cache) == render_sellers(engine)
+    assert len(cache) == 6
+    seller = sorted(engine.seller_ids())[0]
+    engine.apply_bytes(orjson.dumps({
+        "event_id": "extra", "type": "order", "seller_id": seller, "order_id": "new",
+        "occurred_at": "2024-06-14T00:00:00Z", "ship_by": "2024-06-13T00:00:00Z"}))
+    assert render_sellers(engine, cache=cache) == render_sellers(engine)
+    engine.drop_seller(seller)
+    assert render_sellers(engine, cache=cache) == render_sellers(engine)
+    assert seller not in cache
