@@ -23,6 +23,7 @@ POPSTREAM_CATALOG          metric catalog TOML (default: built-in)
 POPSTREAM_APP_ID           consumer group and changelog prefix (default popstream)
 POPSTREAM_MAX_MESSAGE_BYTES  larger message values are dead-lettered (default 1 MiB)
 POPSTREAM_SESSION_TIMEOUT  seconds before a silent worker's partitions move (default 30)
+POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batches)
 =========================  ==================================================
 """
 
@@ -120,6 +121,7 @@ class Settings:
     flush_interval: float = 1.0
     max_message_bytes: int = 1_048_576
     session_timeout: float = 30.0
+    fast_path: bool = True  # streams.fastpath: batches instead of Faust's per-message path
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -205,5 +207,6 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         app_id=env.get("POPSTREAM_APP_ID", "popstream"),
         max_message_bytes=_int(env, "POPSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
         session_timeout=float(_int(env, "POPSTREAM_SESSION_TIMEOUT", 30)),
+        fast_path=env.get("POPSTREAM_FAST_PATH", "1") not in ("0", "false", "no"),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

@@ -216,6 +216,19 @@ class Pipeline:
         self.engine.dirty = pending
         return restored
 
+    def health(self) -> dict[str, Any]:
+        consumed = sum(
+            s.value for m in self.metrics.messages.collect() for s in m.samples
+            if s.name.endswith("_total")
+        )
+        return {
+            "status": "ok",
+            "as_of": format_us(self.engine.now),
+            "messages_consumed": int(consumed),
+            "sellers": len(self.seller_partition),
+            "pending_orders": self.engine.pending_orders,
+        }
+
     def render_metrics(self) -> bytes:
         return render_sellers(
             self.engine,
@@ -235,6 +248,16 @@ class Pipeline:
                 for sid in ids
             },
         }
+
+
+def _dead_headers(reason: str, topic: str, partition: int,
+                  offset: int) -> list[tuple[str, bytes]]:
+    return [
+        ("popstream-reason", reason.encode()),
+        ("popstream-topic", topic.encode()),
+        ("popstream-partition", str(partition).encode()),
+        ("popstream-offset", str(offset).encode()),
+    ]
 
 
 def _reason_class(exc: InvalidEvent) -> str:
@@ -260,9 +283,14 @@ def build_app(settings: Settings) -> Any:
     pipeline = Pipeline(settings, catalog)
     names = TopicNames(settings.topic_prefix)
     credentials = _credentials(settings)
+    scheme = "kafka"
+    if settings.fast_path:
+        from streams.fastpath import SCHEME
+
+        scheme = SCHEME
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
+        broker=[f"{scheme}://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
         broker_credentials=credentials,
         store=settings.store,
         datadir=str(settings.data_dir),
@@ -300,8 +328,24 @@ def build_app(settings: Settings) -> Any:
         extra_topic_configs={"max.message.bytes": str(max(settings.max_message_bytes,
                                                           4 << 20))},
     )
-    unacked: list[Any] = []  # events applied but not yet acked
+    unacked: list[Any] = []  # events applied but not yet acked (stock path)
     in_flight: list[Any] = []  # delivery futures of dead letters not yet awaited
+    # Fast path (streams.fastpath): offsets applied per partition, dead letters to send.
+    batch_acks: dict[Any, tuple[int, int]] = {}
+    batch_dead: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+
+    def handle_batch(tp: Any, records: list[Any]) -> None:
+        for r in records:
+            for raw, reason in pipeline.handle(r.value, tp.topic, tp.partition, r.offset,
+                                               r.timestamp):
+                batch_dead.append((r.key, raw, _dead_headers(reason, tp.topic, tp.partition,
+                                                             r.offset)))
+        first = batch_acks[tp][0] if tp in batch_acks else records[0].offset
+        batch_acks[tp] = (first, records[-1].offset)
+
+    if settings.fast_path:
+        app.popstream_batch_handler = handle_batch  # type: ignore[attr-defined]
+        app.popstream_batch_topics = frozenset(names.events)  # type: ignore[attr-defined]
 
     async def flush() -> None:
         # Faust's own producer buffer is not a durability point: its flush() gives
@@ -312,10 +356,17 @@ def build_app(settings: Settings) -> Any:
         # captured are exactly the effect of the events captured.
         chunks = pipeline.dirty_chunks()
         to_ack, dead = unacked[:], in_flight[:]
+        offsets, letters = dict(batch_acks), batch_dead[:]
         unacked.clear()
         in_flight.clear()
+        batch_acks.clear()
+        batch_dead.clear()
         changelog = table.changelog_topic.get_topic_name()
         deliveries = list(dead)
+        for key, raw, headers in letters:
+            deliveries.append(
+                await app.producer.send(deadletter_name, key, raw, None, None, headers)
+            )
         # The changelog is the state's home; the table's local store is filled from
         # it by Faust's recovery (memory or RocksDB alike), which is when we read it.
         for partition, key, value in chunks:
@@ -326,6 +377,11 @@ def build_app(settings: Settings) -> Any:
             await asyncio.gather(*deliveries)
         for event in to_ack:
             event.ack()
+        if offsets:
+            assigned = app.consumer.assignment()
+            for tp, (first, last) in offsets.items():
+                if tp in assigned:  # a revoked partition's events are replayed elsewhere
+                    app.consumer.ack_offsets(tp, first, last)  # type: ignore[attr-defined]
 
     @app.agent(source)
     async def process(stream: Any) -> None:
@@ -335,12 +391,7 @@ def build_app(settings: Settings) -> Any:
                                                msg.offset, msg.timestamp * 1000.0):
                 in_flight.append(await app.producer.send(
                     deadletter_name, msg.key, raw, None, None,
-                    [
-                        ("popstream-reason", reason.encode()),
-                        ("popstream-topic", msg.topic.encode()),
-                        ("popstream-partition", str(msg.partition).encode()),
-                        ("popstream-offset", str(msg.offset).encode()),
-                    ],
+                    _dead_headers(reason, msg.topic, msg.partition, msg.offset),
                 ))
                 log.info("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition,
                          msg.offset, reason)
@@ -364,6 +415,11 @@ def build_app(settings: Settings) -> Any:
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(pipeline.render_metrics(),
                          content_type="text/plain; version=0.0.4")
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        # Cheap, for health checks and benchmarks: no per-seller work.
+        return web.json(pipeline.health())
 
     @app.page("/api/sellers")
     async def sellers(web: Any, request: Any) -> Any:

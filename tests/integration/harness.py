@@ -81,16 +81,23 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
 
-async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:
-    """Send raw ``(topic, key, value)`` messages, bypassing validation on purpose."""
+async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]],
+                  pace: float | None = None) -> None:
+    """Send raw ``(topic, key, value)`` messages, bypassing validation on purpose;
+    ``pace`` caps the rate (messages/s) to simulate a live stream."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 linger_ms=5, max_request_size=4 << 20)
     await producer.start()
     try:
-        for topic, key, value in messages:
+        started = time.monotonic()
+        for n, (topic, key, value) in enumerate(messages):
             await producer.send(topic, value=value, key=key)
+            if pace and n % 500 == 0:
+                ahead = n / pace - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
         await producer.flush()
     finally:
         await producer.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -204,8 +205,9 @@ def test_gauges_equal_the_reference_and_bad_input_is_dead_lettered(stack: Stack)
 def test_kill_9_during_processing_then_restart_is_exact(stack: Stack, store: str) -> None:
     stack.store = store
     msgs = messages_for(stack, generated(sellers=300, seed=5), seed=5)
-    run(produce(stack.bootstrap, msgs))
     expected = expected_of(msgs)
+    quarter = len(msgs) // 4
+    run(produce(stack.bootstrap, msgs[:quarter]))
     first = stack.worker("first")
 
     def processed() -> float:
@@ -215,9 +217,15 @@ def test_kill_9_during_processing_then_restart_is_exact(stack: Stack, store: str
         return sum(s.value for f in text_string_to_metric_families(text.decode())
                    for s in f.samples if s.name == "popstream_messages_consumed_total")
 
-    at_kill = wait_for(lambda: (n := processed()) > len(msgs) / 4 and n, 120,
-                       "processing to be under way")
+    wait_for(lambda: processed() >= quarter, 120, "the first quarter to be consumed")
+    # The rest arrives while the worker runs; kill it while that stream flows.
+    rest = threading.Thread(target=lambda: run(produce(stack.bootstrap, msgs[quarter:],
+                                                       pace=20_000)))
+    rest.start()
+    at_kill = wait_for(lambda: (n := processed()) > quarter and n, 60,
+                       "the worker to be consuming the rest")
     first.kill9()
+    rest.join()
     assert at_kill < len(msgs), "killed after the end: not a mid-processing crash"
     second = stack.worker("second")
     wait_for(lambda: second.sellers() == expected, 180,
@@ -235,15 +243,18 @@ def test_two_workers_share_then_one_dies(stack: Stack) -> None:
     run(produce(stack.bootstrap, msgs[half:]))
     expected = expected_of(msgs)
 
-    def shared() -> bool:
+    def shared() -> tuple[set[str], set[str]] | None:
         got_a, got_b = a.sellers(), b.sellers()
-        return bool(got_a and got_b and union(a, b) == expected)
+        if not (got_a and got_b and union(a, b) == expected):
+            return None
+        series = {seller for _, seller, _ in gauges(a)}
+        if a.sellers() != got_a:
+            return None  # a rebalance moved on while we looked: try again
+        return set(got_a), series
 
-    wait_for(shared, 180, "both workers to own a share, together equal to the reference")
-    a_sellers = set(a.sellers() or {})
-    a_gauge_sellers = {seller for _, seller, _ in gauges(a)}
-    assert a_gauge_sellers <= a_sellers, "stale series left on the old owner"
-    assert a_sellers
+    a_sellers, a_series = wait_for(
+        shared, 180, "both workers to own a share, together equal to the reference")
+    assert a_series <= a_sellers, "stale series left on the old owner"
     assert a_sellers != set(expected)
     b.kill9()
     wait_for(lambda: a.sellers() == expected, 180, "the survivor to own everything exactly")

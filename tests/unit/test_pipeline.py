@@ -87,3 +87,11 @@ def test_restore_drops_sellers_of_revoked_partitions() -> None:
 def test_chunk_keys_round_trip() -> None:
     for seller, chunk in [("s:1", 19_888), ("a.b-c", None)]:
         assert parse_chunk_key(chunk_key(seller, chunk)) == (seller, chunk)
+
+
+def test_health_is_cheap_and_counts_messages() -> None:
+    p = pipeline()
+    p.handle(orjson.dumps(ORDER), "orders", 1, 0, None)
+    p.handle(b"{", "orders", 1, 1, None)
+    doc = p.health()
+    assert (doc["status"], doc["messages_consumed"], doc["sellers"]) == ("ok", 2, 1)
