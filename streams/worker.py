@@ -117,11 +117,17 @@ class Pipeline:
         self.seller_partition: dict[str, int] = {}
         self.max_bytes = settings.max_message_bytes
         self._scrape_cache: SellerCache = {}
+        # Wall times of the first and last message handled: a throughput probe.
+        self.first_message_at: float | None = None
+        self.last_message_at: float | None = None
 
     def handle(self, value: bytes | None, topic: str, partition: int, offset: int,
                timestamp_ms: float | None) -> list[tuple[bytes, str]]:
         """Apply one Kafka message; return ``(bad bytes, reason)`` to dead-letter."""
         self.metrics.messages.labels(topic).inc()
+        self.last_message_at = time.time()
+        if self.first_message_at is None:
+            self.first_message_at = self.last_message_at
         if value is None:
             self.metrics.invalid.labels("empty").inc()
             return [(b"", "empty message value (a tombstone?)")]
@@ -227,6 +233,8 @@ class Pipeline:
             "messages_consumed": int(consumed),
             "sellers": len(self.seller_partition),
             "pending_orders": self.engine.pending_orders,
+            "first_message_at": self.first_message_at,
+            "last_message_at": self.last_message_at,
         }
 
     def render_metrics(self) -> bytes:
