@@ -8,7 +8,7 @@ COPY schemas ./schemas
 RUN pip install ".[rocksdb]" && useradd --system --uid 10001 popstream \
     && mkdir -p /data && chown popstream /data
 USER popstream
-ENV POPSTREAM_DATA_DIR=/data POPSTREAM_STORE=rocksdb://
+ENV POPSTREAM_DATA_DIR=/data POPSTREAM_STORE=rocksdb:// POPSTREAM_SCHEMA_DIR=/app/schemas
 EXPOSE 6066
 ENTRYPOINT ["popstream"]
 CMD ["--help"]

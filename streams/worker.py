@@ -391,6 +391,9 @@ def build_app(settings: Settings) -> Any:
                 if tp in assigned:  # a revoked partition's events are replayed elsewhere
                     app.consumer.ack_offsets(tp, first, last)  # type: ignore[attr-defined]
 
+    # The agent subscribes the worker to the event topics. On the fast path
+    # (streams.fastpath) its stream stays empty: the transport hands fetched batches
+    # to handle_batch; with POPSTREAM_FAST_PATH=0 every message comes through here.
     @app.agent(source)
     async def process(stream: Any) -> None:
         async for event in stream.noack().events():
