@@ -44,11 +44,23 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check streams tests bench
 	@$(VENV)/bin/mypy
 
-bench: $(STAMP)
-	@$(PY) -m bench.engine_bench --events 1000000
+BENCH_STAMP := $(VENV)/.bench-installed
 
-bench-smoke: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	@$(PY) -m pip install -q -e '.[test,dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# ~35 minutes on 2 cores: the engine alone, then every contender on one broker
+# (bench/compare.py). Results in bench/results/*.json.
+bench: $(BENCH_STAMP)
+	@$(PY) -m bench.engine_bench --events 1000000
+	@$(PY) -m bench.compare
+
+# A couple of minutes: every contender on a 20,000-event log, checked, nothing written.
+bench-smoke: $(BENCH_STAMP)
 	@$(PY) -m bench.engine_bench --events 20000 --no-write
+	@$(PY) -m bench.compare --events 20000 --sellers 1000 --runs 1 --quick \
+	    --recovery-orders 20000 --warmup 3 --measure 3
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

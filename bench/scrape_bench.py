@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -36,7 +37,7 @@ def build(sellers: int) -> Pipeline:
             at = now - (o * 11 + s % 7) * day // 2
             oid = f"{sid}-{o}"
             base = {"seller_id": sid, "order_id": oid}
-            events = [
+            events: list[dict[str, Any]] = [
                 {**base, "event_id": oid + "o", "type": "order", "occurred_at": format_us(at),
                  "ship_by": format_us(at + 2 * day)},
                 {**base, "event_id": oid + "s", "type": "shipment",

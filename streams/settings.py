@@ -24,6 +24,11 @@ POPSTREAM_APP_ID           consumer group and changelog prefix (default popstrea
 POPSTREAM_MAX_MESSAGE_BYTES  larger message values are dead-lettered (default 1 MiB)
 POPSTREAM_SESSION_TIMEOUT  seconds before a silent worker's partitions move (default 30)
 POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batches)
+POPSTREAM_INSTANCE_ID      static group membership (KIP-345): a worker restarted
+                           under the same id takes its partitions straight back
+                           instead of waiting out the session timeout; it must
+                           come back with the same web host and port (Faust
+                           checks its assignment against them) (default none)
 =========================  ==================================================
 """
 
@@ -122,6 +127,7 @@ class Settings:
     max_message_bytes: int = 1_048_576
     session_timeout: float = 30.0
     fast_path: bool = True  # streams.fastpath: batches instead of Faust's per-message path
+    instance_id: str | None = None  # consumer group.instance.id (static membership)
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -149,6 +155,12 @@ class Settings:
             )
         if not self.app_id or not set(self.app_id) <= _TOPIC_CHARS:
             raise ConfigError(f"POPSTREAM_APP_ID may use [A-Za-z0-9._-] only, got {self.app_id!r}")
+        if self.instance_id is not None and not (
+            self.instance_id and set(self.instance_id) <= _TOPIC_CHARS
+        ):
+            raise ConfigError(
+                f"POPSTREAM_INSTANCE_ID may use [A-Za-z0-9._-] only, got {self.instance_id!r}"
+            )
         if self.max_message_bytes < 1024:
             raise ConfigError(
                 f"POPSTREAM_MAX_MESSAGE_BYTES must be >= 1024, got {self.max_message_bytes}"
@@ -208,5 +220,6 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_message_bytes=_int(env, "POPSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
         session_timeout=float(_int(env, "POPSTREAM_SESSION_TIMEOUT", 30)),
         fast_path=env.get("POPSTREAM_FAST_PATH", "1") not in ("0", "false", "no"),
+        instance_id=env.get("POPSTREAM_INSTANCE_ID") or None,
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

@@ -88,7 +88,8 @@ class PipelineMetrics:
         self.latency = Histogram(
             "popstream_event_latency_seconds",
             "From an event's produce timestamp to its effect on the exported gauges.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1,
+                     0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
         self.pending = Gauge("popstream_pending_orders",
@@ -233,6 +234,7 @@ class Pipeline:
             "messages_consumed": int(consumed),
             "sellers": len(self.seller_partition),
             "pending_orders": self.engine.pending_orders,
+            "tracked_orders": self.engine.tracked_orders,
             "first_message_at": self.first_message_at,
             "last_message_at": self.last_message_at,
         }
@@ -312,6 +314,7 @@ def build_app(settings: Settings) -> Any:
         consumer_max_fetch_size=max(settings.max_message_bytes, 4 << 20),
         broker_commit_every=10_000,
         broker_session_timeout=settings.session_timeout,
+        consumer_group_instance_id=settings.instance_id,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 6),
         broker_rebalance_timeout=max(settings.session_timeout, 10.0),
         broker_commit_interval=settings.flush_interval,

@@ -39,8 +39,8 @@ class Worker:
     """``popstream worker`` in a subprocess with its own port and data dir."""
 
     def __init__(self, bootstrap: str, env: dict[str, str], data_dir: Path,
-                 as_of: str | None, name: str) -> None:
-        self.port = free_port()
+                 as_of: str | None, name: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.name = name
         self.log = data_dir / f"{name}.log"
         cmd = [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(self.port),

@@ -232,6 +232,29 @@ def test_kill_9_during_processing_then_restart_is_exact(stack: Stack, store: str
              "the restarted worker to equal the reference")
 
 
+def test_kill_9_with_static_membership_takes_partitions_straight_back(stack: Stack) -> None:
+    """With POPSTREAM_INSTANCE_ID the restarted worker is the same group member: it
+    gets its partitions at once, not after the (here 60 s) session timeout."""
+    msgs = messages_for(stack, generated(sellers=100, seed=6), seed=6)
+    expected = expected_of(msgs)
+    run(produce(stack.bootstrap, msgs))
+    env = {**stack.env, "POPSTREAM_SESSION_TIMEOUT": "60", "POPSTREAM_INSTANCE_ID": "w-1"}
+    first = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "static-1")
+    stack.workers.append(first)
+    wait_for(lambda: first.sellers() == expected, 120, "the first worker to be exact")
+    wait_for(lambda: (h := first.get("/health")) and h["messages_consumed"] == len(msgs),
+             60, "every message consumed")
+    lag = "popstream_consumer_lag_messages"
+    wait_for(lambda: (text := first.get("/metrics")) and lag.encode() + b"{" in text and all(
+        s.value == 0 for f in text_string_to_metric_families(text.decode())
+        for s in f.samples if s.name == lag), 60, "offsets committed (state persisted)")
+    first.kill9()
+    second = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "static-2", port=first.port)
+    stack.workers.append(second)
+    # Well inside the 60 s session timeout that a new member would have to wait out.
+    wait_for(lambda: second.sellers() == expected, 40, "the restarted member to be exact")
+
+
 def test_two_workers_share_then_one_dies(stack: Stack) -> None:
     events = generated(sellers=40, seed=9)
     msgs = messages_for(stack, events, seed=9)

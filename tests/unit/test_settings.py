@@ -46,6 +46,7 @@ def test_sasl_settings_come_from_the_environment_and_are_not_printed() -> None:
         ({"POPSTREAM_TOPIC_PREFIX": "a b"}, "POPSTREAM_TOPIC_PREFIX"),
         ({"POPSTREAM_SESSION_TIMEOUT": "2"}, "POPSTREAM_SESSION_TIMEOUT"),
         ({"POPSTREAM_MAX_MESSAGE_BYTES": "10"}, "POPSTREAM_MAX_MESSAGE_BYTES"),
+        ({"POPSTREAM_INSTANCE_ID": "worker 1"}, "POPSTREAM_INSTANCE_ID"),
     ],
 )
 def test_bad_settings_fail_with_a_precise_message(env: dict[str, str], message: str) -> None:
@@ -58,3 +59,9 @@ def test_tls_files_must_exist_and_go_together(tmp_path: Path) -> None:
     cert.write_text("x")
     with pytest.raises(ConfigError, match="go together"):
         from_env({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERTFILE": str(cert)})
+
+
+def test_instance_id_is_optional_and_kept() -> None:
+    assert from_env({}).instance_id is None
+    assert from_env({"POPSTREAM_INSTANCE_ID": ""}).instance_id is None
+    assert from_env({"POPSTREAM_INSTANCE_ID": "worker-1"}).instance_id == "worker-1"
