@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from bench.engine_bench import AS_OF, ensure_log
+from bench.peers.common import peak_rss
 from bench.peers.textbook import counts_of
 from streams.engine.engine import Engine
 from streams.engine.events import format_us, parse_timestamp
@@ -192,13 +193,13 @@ def differences(got: Counts, want: Counts) -> list[str]:
 
 # --- processes ----------------------------------------------------------------------
 
-def reap(pid: int, timeout: float) -> tuple[int, int]:
-    """Wait for a child; ``(exit status, peak RSS in bytes)`` from its own rusage."""
+def reap(pid: int, timeout: float) -> int:
+    """Wait for a child; its exit status."""
     deadline = time.monotonic() + timeout
     while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+            return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
@@ -242,7 +243,7 @@ def run_peer(c: Contender, bootstrap: str, topics: list[str], expect: int, tmp: 
     log = open(tmp / f"{out.stem}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
-    status, rss = reap(proc.pid, timeout)
+    status = reap(proc.pid, timeout)
     proc.returncode = status
     log.close()
     if not out.exists():
@@ -251,7 +252,7 @@ def run_peer(c: Contender, bootstrap: str, topics: list[str], expect: int, tmp: 
     doc: dict[str, Any] = orjson.loads(out.read_bytes())
     span = doc["last_at"] - doc["first_at"]
     return Run(round((doc["events"] - 1) / span) if span > 0 else 0, doc["events"],
-               round(span, 3), rss, None, doc["latency"]), doc
+               round(span, 3), int(doc["peak_rss_bytes"]), None, doc["latency"]), doc
 
 
 def run_popstream(c: Contender, bootstrap: str, prefix: str, messages: int, tmp: Path,
@@ -294,9 +295,10 @@ def run_popstream(c: Contender, bootstrap: str, prefix: str, messages: int, tmp:
 
 
 def stop_worker(worker: Worker) -> int:
-    """SIGTERM the worker; its peak RSS in bytes."""
+    """SIGTERM the worker; its peak RSS in bytes (before shutting down)."""
+    rss = peak_rss(worker.proc.pid)
     worker.proc.send_signal(signal.SIGTERM)
-    _, rss = reap(worker.proc.pid, 60)
+    reap(worker.proc.pid, 60)
     worker.proc.returncode = 0
     return rss
 

@@ -35,6 +35,21 @@ def parse_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def peak_rss(pid: int) -> int:
+    """A process's peak resident set (``VmHWM``), in bytes.
+
+    Not ``ru_maxrss`` from ``wait4``: Linux carries a forked child's high-water
+    mark across ``exec``, so every contender would report at least the RSS of the
+    harness that forked it (the 1M-event log: ~1 GB). ``VmHWM`` belongs to the
+    process's own address space, which ``exec`` replaces.
+    """
+    with open(f"/proc/{pid}/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
 class Tally:
     """Counts events and stamps the first and last; records latencies."""
 
@@ -65,7 +80,8 @@ class Tally:
                      for q in (50, 99)}
         quantiles["n"] = len(lat)
         doc = {"events": self.events, "invalid": self.invalid, "first_at": self.first_at,
-               "last_at": self.last_at, "latency": quantiles, "counts": counts}
+               "last_at": self.last_at, "latency": quantiles, "counts": counts,
+               "peak_rss_bytes": peak_rss(os.getpid())}
         tmp = self.out.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc))
         tmp.rename(self.out)

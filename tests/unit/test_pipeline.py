@@ -95,3 +95,50 @@ def test_health_is_cheap_and_counts_messages() -> None:
     p.handle(b"{", "orders", 1, 1, None)
     doc = p.health()
     assert (doc["status"], doc["messages_consumed"], doc["sellers"]) == ("ok", 2, 1)
+
+
+def _counter(p: Pipeline, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(p.render_metrics().decode()):
+        for s in family.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_a_conflict_inside_a_bulk_array_dead_letters_that_element_alone() -> None:
+    """The bulk fast path decodes the array in one call; an element that is valid
+    but conflicts with the state (a second order under a new id) must still fail
+    alone, with its own bytes, and every other element count exactly once."""
+    p = pipeline()
+    redefine = dict(ORDER, event_id="e9", ship_by="2024-06-14T13:00:00Z")
+    other = dict(ORDER, event_id="e3", order_id="o2")
+    assert p.handle(orjson.dumps(ORDER), "orders", 0, 0, None) == []
+    bad = p.handle(orjson.dumps([ORDER, redefine, other]), "orders", 0, 1, None)
+    assert bad == [(orjson.dumps(redefine), bad[0][1])]
+    assert bad[0][1].startswith("element 1: order 'o1' of seller 's1' already exists")
+    events = _counter(p, "popstream_events_processed_total")
+    assert events == {(("outcome", "applied"), ("type", "order")): 2.0,
+                      (("outcome", "duplicate"), ("type", "order")): 1.0}
+    assert _counter(p, "popstream_events_invalid_total") == {(("reason", "conflict"),): 1.0}
+    assert _counter(p, "popstream_messages_consumed_total") == {(("topic", "orders"),): 2.0}
+
+
+def test_bulk_and_single_messages_give_the_same_state_and_counts() -> None:
+    events = [dict(ORDER, event_id=f"e{i}", order_id=f"o{i % 7}",
+                   type="order" if i < 7 else "refund") for i in range(20)]
+    for e in events[7:]:
+        del e["ship_by"]
+    events.insert(5, {"type": "refund", "event_id": "bad"})  # invalid: fails alone
+    single, bulk = pipeline(), pipeline()
+    single_bad = [b for i, e in enumerate(events)
+                  for b in single.handle(orjson.dumps(e), "t", 0, i, None)]
+    bulk_bad = bulk.handle(orjson.dumps(events), "t", 0, 0, None)
+    assert [raw for raw, _ in bulk_bad] == [raw for raw, _ in single_bad] == [
+        orjson.dumps(events[5])]
+    assert bulk.sellers_json() == single.sellers_json()
+    for name in ("popstream_events_processed_total", "popstream_events_invalid_total"):
+        assert _counter(bulk, name) == _counter(single, name)
+    assert sum(_counter(bulk, "popstream_events_processed_total").values()) == 20
