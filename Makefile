@@ -59,7 +59,7 @@ bench: $(BENCH_STAMP)
 # A couple of minutes: every contender on a 20,000-event log, checked, nothing written.
 bench-smoke: $(BENCH_STAMP)
 	@$(PY) -m bench.engine_bench --events 20000 --no-write
-	@$(PY) -m bench.compare --events 20000 --sellers 1000 --runs 1 --quick \
+	@$(PY) -m bench.compare --events 20000 --sellers 1000 --runs 1 --quick --settle 2 \
 	    --recovery-orders 20000 --warmup 3 --measure 3
 
 clean:

@@ -43,6 +43,7 @@ from typing import Any
 
 import orjson
 
+from bench import profiles
 from bench.engine_bench import AS_OF, ensure_log
 from bench.peers.common import peak_rss
 from bench.peers.textbook import counts_of
@@ -232,7 +233,8 @@ class Run:
 
 
 def run_peer(c: Contender, bootstrap: str, topics: list[str], expect: int, tmp: Path,
-             timeout: float, latency_after: float | None = None) -> tuple[Run, dict[str, Any]]:
+             timeout: float, latency_after: float | None = None,
+             profile: Path | None = None) -> tuple[Run, dict[str, Any]]:
     out = tmp / f"{c.name}-{uuid.uuid4().hex[:8]}.json"
     cmd = [sys.executable, "-m", f"bench.peers.{c.kind}", *c.flags, "--bootstrap", bootstrap,
            "--topics", ",".join(topics), "--expect", str(expect), "--out", str(out),
@@ -243,7 +245,10 @@ def run_peer(c: Contender, bootstrap: str, topics: list[str], expect: int, tmp: 
     log = open(tmp / f"{out.stem}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
+    sampler = profiles.record(proc.pid, profile) if profile else None
     status = reap(proc.pid, timeout)
+    if sampler:
+        sampler.wait(60)
     proc.returncode = status
     log.close()
     if not out.exists():
@@ -256,12 +261,15 @@ def run_peer(c: Contender, bootstrap: str, topics: list[str], expect: int, tmp: 
 
 
 def run_popstream(c: Contender, bootstrap: str, prefix: str, messages: int, tmp: Path,
-                  timeout: float, want: Counts | None) -> tuple[Run, Worker]:
+                  timeout: float, want: Counts | None,
+                  profile: Path | None = None) -> tuple[Run, Worker]:
     """Start a worker; wait until it consumed every message and its gauges equal
     ``want`` (None: don't check). Returns the run and the worker, still running."""
     env = {"POPSTREAM_TOPIC_PREFIX": prefix, "POPSTREAM_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
            "POPSTREAM_FAST_PATH": "1", **c.popstream_env}
     worker = Worker(bootstrap, env, tmp, AS_OF, f"{c.name}-{uuid.uuid4().hex[:8]}")
+    if profile:
+        _SAMPLERS[worker.proc.pid] = profiles.record(worker.proc.pid, profile)
     deadline = time.monotonic() + timeout
     doc = health(worker.port)
     last_say = time.monotonic()
@@ -294,11 +302,17 @@ def run_popstream(c: Contender, bootstrap: str, prefix: str, messages: int, tmp:
     return run, worker
 
 
+_SAMPLERS: dict[int, subprocess.Popen[bytes]] = {}  # worker pid -> its py-spy
+
+
 def stop_worker(worker: Worker) -> int:
     """SIGTERM the worker; its peak RSS in bytes (before shutting down)."""
     rss = peak_rss(worker.proc.pid)
     worker.proc.send_signal(signal.SIGTERM)
     reap(worker.proc.pid, 60)
+    sampler = _SAMPLERS.pop(worker.proc.pid, None)
+    if sampler is not None:
+        sampler.wait(60)
     worker.proc.returncode = 0
     return rss
 
@@ -341,12 +355,16 @@ def throughput(args: argparse.Namespace, bootstrap: str, logs: dict[str, tuple[T
         runs: list[Run] = []
         for i in range(args.runs):
             say(f"  {c.name}: run {i + 1}/{args.runs}")
+            # Profile the last run only: sampling costs the contender a little.
+            profile = (args.profile / f"{c.name}.txt"
+                       if args.profile and i == args.runs - 1 else None)
             if c.kind == "popstream":
                 run, worker = run_popstream(c, bootstrap, names.prefix, messages, tmp,
-                                            args.timeout, want)
+                                            args.timeout, want, profile)
                 run.peak_rss_bytes = stop_worker(worker)
             else:
-                run, doc = run_peer(c, bootstrap, names.events, events, tmp, args.timeout)
+                run, doc = run_peer(c, bootstrap, names.events, events, tmp, args.timeout,
+                                    profile=profile)
                 if c.computes:
                     diff = differences(normalise(doc["counts"]), want)
                     if diff:
@@ -588,7 +606,14 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["throughput", "latency", "recovery", "scrape"])
     parser.add_argument("--quick", action="store_true", help="smoke run: no writing")
     parser.add_argument("--out", type=Path, default=Path("bench/results/compare.json"))
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds to wait after producing the log")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="directory: py-spy each contender's last throughput run "
+                             "(summarise with python -m bench.profiles)")
     args = parser.parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     from streams.broker import start_broker
 
@@ -616,8 +641,17 @@ def main(argv: list[str] | None = None) -> int:
             say(f"produced {len(single):,} + {len(bulk):,} bulk messages in "
                 f"{time.monotonic() - started:.0f} s")
             logs = {"single": (single_names, len(single)), "bulk": (bulk_names, len(bulk))}
+            # The broker flushes and the harness's producer garbage settles: without
+            # this pause the first contender shares the 2 cores with them.
+            time.sleep(args.settle)
             results["throughput"] = throughput(args, bootstrap, logs, len(lines), want, tmp)
             results["ratios"] = ratios(results["throughput"])
+            if args.profile:
+                results["profiles"] = {}
+                for path in sorted(args.profile.glob("*.txt")):
+                    summary = profiles.summarise(path.read_text())
+                    results["profiles"][path.stem] = summary
+                    say(profiles.render(path.stem, summary))
         if "latency" not in args.skip:
             say(f"latency at {args.rate:,} events/s")
             results["latency"] = latency(args, bootstrap, lines, tmp)

@@ -136,56 +136,71 @@ class Pipeline:
         """Apply one Kafka message; return ``(bad bytes, reason)`` to dead-letter.
 
         This runs once per message, and its loop once per event: it is written for
-        speed (tallies, local names, a whole bulk array decoded in one call).
+        speed (tallies, local names, a whole bulk array decoded in one call). Any
+        message with something wrong in it takes :meth:`_handle_slowly`, which
+        finds and explains each bad event; what it re-applies is exact, because a
+        rejected event leaves the state as it was.
         """
         messages = self.metrics.messages.counts
         key = (topic,)
         messages[key] = messages.get(key, 0) + 1
-        self.last_message_at = now = time.time()
-        if self.first_message_at is None:
-            self.first_message_at = now
-        if value is None:
-            self.metrics.invalid.add("empty")
-            return [(b"", "empty message value (a tombstone?)")]
-        if len(value) > self.max_bytes:
-            self.metrics.invalid.add("oversized")
-            return [(value, f"oversized: {len(value)} bytes > {self.max_bytes}")]
+        if value is None or len(value) > self.max_bytes:
+            return self._handle_slowly(value, partition, timestamp_ms)
         if self.settings.as_of is None:
             # Follow the wall clock per message, not per tick: an event stamped
             # "now" by its producer must count now, not wait for the next tick.
             self.engine.advance(_now_us())
-        if value[:1] == b"[":
+        counts = self.metrics.events.counts
+        if value[:1] != b"[":
+            try:
+                event = decode_event(value)
+                outcome = self.engine.apply(event)
+            except InvalidEvent:
+                return self._handle_slowly(value, partition, timestamp_ms)
+            self.seller_partition[event.seller_id] = partition
+            key2 = (type(event), outcome)
+            counts[key2] = counts.get(key2, 0) + 1
+        else:
             events = decode_events(value)
             if events is None:
                 return self._handle_slowly(value, partition, timestamp_ms)
-        else:
-            try:
-                events = [decode_event(value)]
-            except InvalidEvent:
-                return self._handle_slowly(value, partition, timestamp_ms)
-        bad: list[tuple[bytes, str]] = []
-        apply = self.engine.apply
-        counts = self.metrics.events.counts
-        sellers = self.seller_partition
-        for index, event in enumerate(events):
-            try:
-                outcome = apply(event)
-            except InvalidEvent as exc:  # valid alone, but conflicts with the state
-                raw = bytes(split_batch(value)[index])  # type: ignore[index]
-                bad.append((raw, f"element {index}: {exc}"))
-                self.metrics.invalid.add(_reason_class(exc))
-                continue
-            sellers[event.seller_id] = partition
-            key2 = (type(event), outcome)
-            counts[key2] = counts.get(key2, 0) + 1
+            apply = self.engine.apply
+            sellers = self.seller_partition
+            for index, event in enumerate(events):
+                try:
+                    outcome = apply(event)
+                except InvalidEvent:  # valid alone, but conflicts with the state
+                    return self._handle_slowly(value, partition, timestamp_ms, index)
+                sellers[event.seller_id] = partition
+                key2 = (type(event), outcome)
+                counts[key2] = counts.get(key2, 0) + 1
+        self._handled(timestamp_ms)
+        return []
+
+    def _handled(self, timestamp_ms: float | None) -> None:
+        self.last_message_at = now = time.time()
+        if self.first_message_at is None:
+            self.first_message_at = now
         if timestamp_ms:
-            self.metrics.latency.observe(max(0.0, time.time() - timestamp_ms / 1000))
+            self.metrics.latency.observe(max(0.0, now - timestamp_ms / 1000))
+
+    def _handle_slowly(self, value: bytes | None, partition: int, timestamp_ms: float | None,
+                       start: int = 0) -> list[tuple[bytes, str]]:
+        """A message with something wrong: each event decoded and applied on its
+        own, each bad one explained. ``start``: array elements before it have
+        been applied already (by :meth:`handle`)."""
+        if value is None:
+            self.metrics.invalid.add("empty")
+            bad = [(b"", "empty message value (a tombstone?)")]
+        elif len(value) > self.max_bytes:
+            self.metrics.invalid.add("oversized")
+            bad = [(value, f"oversized: {len(value)} bytes > {self.max_bytes}")]
+        else:
+            bad = self._apply_each(value, partition, start)
+        self._handled(timestamp_ms)
         return bad
 
-    def _handle_slowly(self, value: bytes, partition: int,
-                       timestamp_ms: float | None) -> list[tuple[bytes, str]]:
-        """One event, or a bulk array with an invalid element: each element decoded
-        and applied on its own, each bad one explained."""
+    def _apply_each(self, value: bytes, partition: int, start: int) -> list[tuple[bytes, str]]:
         try:
             batch = split_batch(value)
         except InvalidEvent as exc:
@@ -193,8 +208,9 @@ class Pipeline:
             return [(value, str(exc))]
         bad: list[tuple[bytes, str]] = []
         counts = self.metrics.events.counts
-        items: Iterable[bytes] = [value] if batch is None else (bytes(b) for b in batch)
-        for index, raw in enumerate(items):
+        items: list[bytes] = [value] if batch is None else [bytes(b) for b in batch]
+        for index in range(start, len(items)):
+            raw = items[index]
             try:
                 event = decode_event(raw)
                 outcome = self.engine.apply(event)
@@ -206,8 +222,6 @@ class Pipeline:
             self.seller_partition[event.seller_id] = partition
             key = (type(event), outcome)
             counts[key] = counts.get(key, 0) + 1
-        if timestamp_ms:
-            self.metrics.latency.observe(max(0.0, time.time() - timestamp_ms / 1000))
         return bad
 
     def tick(self) -> None:
