@@ -26,7 +26,7 @@ def frame_name(frame: str) -> str:
     """``apply (streams/engine/engine.py:340)`` -> ``apply (streams/engine/engine.py)``,
     with site-packages and interpreter prefixes cut."""
     frame = _FRAME_LINE.sub(")", frame)
-    return re.sub(r"\(.*?(site-packages|lib/python3\.\d+)/", "(", frame)
+    return re.sub(r"\(.*(site-packages|lib/python3\.\d+)/", "(", frame)
 
 
 def summarise(raw: str, top: int = 15) -> dict[str, object]:
