@@ -16,6 +16,7 @@ keeps per-order state small.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
@@ -26,10 +27,13 @@ from streams.errors import InvalidEvent
 
 Timestamp: TypeAlias = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
 EventId: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-# ``(?!\n)`` after ``$``: Python's ``$`` also matches before a final newline.
-SellerId: TypeAlias = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$(?!\n)")
-]
+# The seller id's charset (the schema's ``^[A-Za-z0-9._:-]+$``) is checked after
+# decoding, once per distinct id (_check_seller): as a msgspec ``pattern`` it was
+# a Python regex call per event, half of a bulk array's decode time (0.73 of 1.42 us
+# per event, issue #5). ``(?!\n)`` after ``$``: Python's ``$`` also matches before a
+# final newline.
+SELLER_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]+$(?!\n)"
+SellerId: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 OrderId: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Amount: TypeAlias = Annotated[float, msgspec.Meta(ge=0)]
 # JSON Schema's "integer" accepts 5.0, so we decode as float and require a whole number.
@@ -122,6 +126,40 @@ _US: Final = _dt.timedelta(microseconds=1)
 US_PER_DAY: Final = 86_400_000_000
 
 
+_SELLER_CHARS: Final = re.compile(SELLER_ID_PATTERN)
+
+
+def _pattern_reason() -> str:
+    """msgspec's own wording for a pattern mismatch: the message stays what it was
+    when msgspec checked the pattern itself."""
+    try:
+        msgspec.json.decode(b'" "', type=Annotated[str, msgspec.Meta(pattern=SELLER_ID_PATTERN)])
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    raise AssertionError("a space matched the seller id pattern")
+
+
+_SELLER_REASON: Final = _pattern_reason()
+# Seller ids seen valid: a marketplace has few sellers and many events each. Bounded
+# (cleared when full) so a stream of random ids cannot grow it without limit.
+_valid_sellers: set[str] = set()
+_VALID_SELLERS_MAX: Final = 1 << 20
+
+
+def _seller_ok(seller_id: str) -> bool:
+    if _SELLER_CHARS.search(seller_id) is None:
+        return False
+    if len(_valid_sellers) >= _VALID_SELLERS_MAX:
+        _valid_sellers.clear()
+    _valid_sellers.add(seller_id)
+    return True
+
+
+def _check_seller(seller_id: str) -> None:
+    if not _seller_ok(seller_id):
+        raise InvalidEvent(_SELLER_REASON, field="$.seller_id")
+
+
 def _check_year(ts: _dt.datetime, field: str) -> None:
     if not _MIN_YEAR <= ts.year <= _MAX_YEAR:
         raise InvalidEvent(
@@ -141,6 +179,8 @@ def decode_event(data: bytes | str | memoryview) -> Event:
         raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
+    if event.seller_id not in _valid_sellers:
+        _check_seller(event.seller_id)
     # Inline range checks: this runs for every event (see _check_year for the message).
     if not _MIN_YEAR <= event.occurred_at.year <= _MAX_YEAR:
         _check_year(event.occurred_at, "$.occurred_at")
@@ -178,6 +218,8 @@ def decode_events(data: bytes) -> list[Event] | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     for event in events:
+        if event.seller_id not in _valid_sellers and not _seller_ok(event.seller_id):
+            return None
         if not _MIN_YEAR <= event.occurred_at.year <= _MAX_YEAR or (
             type(event) is Order and not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR
         ):

@@ -142,3 +142,23 @@ def test_bulk_and_single_messages_give_the_same_state_and_counts() -> None:
     for name in ("popstream_events_processed_total", "popstream_events_invalid_total"):
         assert _counter(bulk, name) == _counter(single, name)
     assert sum(_counter(bulk, "popstream_events_processed_total").values()) == 20
+
+
+@pytest.mark.parametrize("seller_id", ["s 1", "s1\n", "s/1", "é"])
+def test_a_bad_seller_id_is_refused_every_time_on_both_paths(seller_id: str) -> None:
+    """Seller ids are checked once per distinct id (a cache of valid ones), so a
+    bad id must never be cached: refused alone, in an array, and again later."""
+    from streams.engine.events import decode_event, decode_events
+    from streams.errors import InvalidEvent
+
+    bad = dict(ORDER, seller_id=seller_id, event_id="b")
+    for _ in range(2):
+        with pytest.raises(InvalidEvent, match="matching regex") as info:
+            decode_event(orjson.dumps(bad))
+        assert info.value.field == "$.seller_id"
+        assert decode_events(orjson.dumps([ORDER, bad])) is None
+    p = pipeline()
+    dead = p.handle(orjson.dumps([ORDER, bad]), "orders", 0, 0, None)
+    assert [(raw, reason.split(":")[0]) for raw, reason in dead] == [
+        (orjson.dumps(bad), "element 1")]
+    assert decode_events(orjson.dumps([ORDER])) is not None
