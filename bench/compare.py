@@ -573,6 +573,48 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #5's targets, each with the measured value and whether it is met
+    (only those the results hold figures for)."""
+    tp = results.get("throughput", {})
+    eps = {name: r["events_per_second_median"] for name, r in tp.items()}
+    out: list[dict[str, Any]] = []
+
+    def check(what: str, value: float | None, goal: float, at_most: bool = False) -> None:
+        if value is not None:
+            met = value < goal if at_most else value >= goal
+            out.append({"target": what, "value": round(value, 3), "goal": goal, "met": met})
+
+    def share(a: str, b: str) -> float | None:
+        return eps[a] / eps[b] if a in eps and b in eps else None
+
+    check("single-event events/s per worker >= 50,000", eps.get("popstream"), 50_000)
+    check("single-event / faust-textbook >= 3", share("popstream", "faust-textbook"), 3)
+    check("bulk / aiokafka-limit (single-event messages) >= 0.5",
+          share("popstream-bulk", "aiokafka-limit"), 0.5)
+    check("bulk / aiokafka-limit-bulk (the same bulk messages) >= 0.5",
+          share("popstream-bulk", "aiokafka-limit-bulk"), 0.5)
+    check("moonshot: single-event / quix-textbook > 1",
+          share("popstream", "quix-textbook"), 1.000001)
+    lat = results.get("latency", {}).get("popstream", {})
+    check("p99 produce-to-gauge latency at the offered load < 1 s", lat.get("p99_seconds"), 1,
+          at_most=True)
+    rec = results.get("recovery", {})
+    check(f"recovery of {rec.get('orders', 0):,} orders after kill -9 < 30 s",
+          rec.get("seconds_to_all_orders"), 30, at_most=True)
+    scrape = results.get("scrape", {})
+    check("scrape at 100,000 sellers < 1 s (sellers unchanged since the last scrape)",
+          scrape.get("scrape_seconds_median"), 1, at_most=True)
+    check("scrape at 100,000 sellers < 1 s (every seller changed)",
+          scrape.get("scrape_seconds_cold"), 1, at_most=True)
+    return out
+
+
+def render_targets(checked: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{'met ' if t['met'] else 'MISS'}  {t['target']}: {t['value']:,}"
+                     for t in checked)
+
+
 def ratios(tp: dict[str, Any]) -> dict[str, float]:
     def eps(name: str) -> float | None:
         r = tp.get(name)
@@ -611,7 +653,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="directory: py-spy each contender's last throughput run "
                              "(summarise with python -m bench.profiles)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the table and targets of a results file, and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        done = json.loads(args.report.read_text())
+        print(table(done))
+        print(render_targets(targets(done)))
+        return 0
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
@@ -669,7 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         results["state_bytes_per_tracked_order"] = {
             "memory": doc["state_bytes_per_tracked_order"],
             "snapshot": doc["snapshot_bytes_per_tracked_order"]}
+    results["targets"] = targets(results)
     print(table(results))
+    print(render_targets(results["targets"]))
     if not args.quick:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         say(f"written to {args.out}")
