@@ -22,13 +22,21 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[test,dev]'
 	@touch $(STAMP)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	@$(PY) -m pip install -q -e '.[test,dev,bench]'
+	@touch $(BENCH_STAMP)
+
 demo: $(STAMP)
 	@$(VENV)/bin/popstream demo
 
 replay-demo: $(STAMP)
 	@$(VENV)/bin/popstream replay samples/events.jsonl --as-of $(AS_OF) --top 5
 
-test: lint $(STAMP) tools
+# The bench extra too: tests/integration/test_bench_smoke.py runs every contender
+# (Quix Streams included) on a small log.
+test: lint $(BENCH_STAMP) tools
 	@$(PY) -m pytest -q
 
 tools:
@@ -43,12 +51,6 @@ unit: $(STAMP)
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check streams tests bench
 	@$(VENV)/bin/mypy
-
-BENCH_STAMP := $(VENV)/.bench-installed
-
-$(BENCH_STAMP): $(STAMP)
-	@$(PY) -m pip install -q -e '.[test,dev,bench]'
-	@touch $(BENCH_STAMP)
 
 # ~35 minutes on 2 cores: the engine alone, then every contender on one broker
 # (bench/compare.py). Results in bench/results/*.json.
