@@ -52,7 +52,8 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check streams tests bench
 	@$(VENV)/bin/mypy
 
-# ~35 minutes on 2 cores: the engine alone, then every contender on one broker
+# ~85 minutes on 2 cores (textbook Faust alone takes 40): the engine alone, then
+# every contender on one broker
 # (bench/compare.py). Results in bench/results/*.json.
 bench: $(BENCH_STAMP)
 	@$(PY) -m bench.engine_bench --events 1000000
