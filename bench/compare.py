@@ -50,8 +50,8 @@ from bench.peers.textbook import counts_of
 from streams.engine.engine import Engine
 from streams.engine.events import format_us, parse_timestamp
 from streams.errors import InvalidEvent, PopstreamError
+from streams.runtime.topics import TopicNames, create_topics
 from streams.settings import from_env
-from streams.topics import TopicNames, create_topics
 from tests.integration.harness import Worker
 
 Message = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
@@ -664,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    from streams.broker import start_broker
+    from streams.runtime.broker import start_broker
 
     lines = ensure_log(args.events, args.sellers, 95).read_bytes().splitlines()
     say(f"log: {len(lines):,} events, {args.sellers:,} sellers")

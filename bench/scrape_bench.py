@@ -21,8 +21,8 @@ import orjson
 
 from streams.engine.catalog import default_catalog
 from streams.engine.events import format_us, parse_timestamp
+from streams.runtime.worker import Pipeline
 from streams.settings import from_env
-from streams.worker import Pipeline
 
 AS_OF = "2024-06-15T00:00:00Z"
 

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 
 from bench.engine_bench import AS_OF, ensure_log
-from streams.broker import start_broker
+from streams.runtime.broker import start_broker
+from streams.runtime.topics import TopicNames, create_topics
 from streams.settings import from_env
-from streams.topics import TopicNames, create_topics
 from tests.integration.harness import Worker, produce, run
 
 

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quiet", action="store_true",
                     help="do not list invalid lines on stderr (the summary stays)")
 
-    from streams.broker import add_cli as add_broker_cli
+    from streams.runtime.broker import add_cli as add_broker_cli
 
     add_broker_cli(sub)
 
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "produce":
             return _cmd_produce(args)
         if args.command == "worker":
-            from streams.worker import run_worker
+            from streams.runtime.worker import run_worker
 
             settings = _settings(args, as_of=args.as_of, web_port=args.web_port,
                                  store=args.store, data_dir=args.data_dir,
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"popstream: wrote {path}")
             return EXIT_OK
         if args.command == "broker":
-            from streams.broker import run_cli
+            from streams.runtime.broker import run_cli
 
             return run_cli(args)
     except ConfigError as exc:
@@ -352,7 +352,7 @@ def _print_table(
 def _cmd_topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.topics import create_topics
+    from streams.runtime.topics import create_topics
 
     settings = _settings(args)
     report = asyncio.run(create_topics(settings))
@@ -364,8 +364,8 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 def _cmd_produce(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.producer import produce_lines
     from streams.replay import Progress, read_lines
+    from streams.runtime.producer import produce_lines
 
     settings = _settings(args)
     if args.path == "-":

@@ -28,9 +28,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.engine.catalog import default_catalog
+from streams.runtime.topics import create_topics
 from streams.settings import Settings, from_env
 from streams.simulate import SimulationSpec, SimulationStats, simulate
-from streams.topics import create_topics
 
 
 @dataclass
@@ -136,7 +136,7 @@ def _broker(progress: Any) -> Iterator[str]:
     if existing:
         yield existing
         return
-    from streams.broker import start_broker
+    from streams.runtime.broker import start_broker
 
     progress("starting Apache Kafka (first run resolves its jars with Maven)")
     with start_broker(progress=progress) as broker:

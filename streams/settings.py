@@ -126,7 +126,7 @@ class Settings:
     flush_interval: float = 1.0
     max_message_bytes: int = 1_048_576
     session_timeout: float = 30.0
-    fast_path: bool = True  # streams.fastpath: batches instead of Faust's per-message path
+    fast_path: bool = True  # streams.runtime.fastpath: batches instead of Faust's per-message path
     instance_id: str | None = None  # consumer group.instance.id (static membership)
 
     def validate(self) -> Settings:

@@ -31,7 +31,7 @@ from streams.generator import (
     mix_profiles,
     seller_ids,
 )
-from streams.producer import EventProducer
+from streams.runtime.producer import EventProducer
 from streams.settings import Settings
 
 _US_PER_S = 1_000_000

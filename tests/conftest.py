@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import kafka_for_tests
+from streams.runtime.broker import kafka_for_tests
 
 
 @pytest.fixture(scope="session")

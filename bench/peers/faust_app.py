@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.broker import free_port
+from streams.runtime.broker import free_port
 
 
 def make_app(args: argparse.Namespace) -> tuple[Any, Any]:

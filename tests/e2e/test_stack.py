@@ -23,13 +23,13 @@ import orjson
 import pytest
 import yaml
 
-from streams.broker import free_port
 from streams.engine.catalog import default_catalog
 from streams.engine.events import US_PER_DAY, format_us, parse_timestamp
 from streams.observability.dashboards import dashboards, panel_queries
 from streams.observability.rules import AlertTiming, alertmanager_config, prometheus_rules
+from streams.runtime.broker import free_port
+from streams.runtime.topics import TopicNames, create_topics
 from streams.settings import from_env
-from streams.topics import TopicNames, create_topics
 from tests.integration.harness import Worker, produce, run, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from streams.broker import free_port
+from streams.runtime.broker import free_port
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker import start_broker
+from streams.runtime.broker import start_broker
 
 pytestmark = pytest.mark.kafka
 

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.engine.events import Event, decode_event, parse_timestamp, split_batch
 from streams.errors import InvalidEvent
 from streams.generator import LogSpec, generate
+from streams.runtime.topics import TOPIC_OF_TYPE, TopicNames, create_topics
 from streams.settings import from_env
-from streams.topics import TOPIC_OF_TYPE, TopicNames, create_topics
 from tests.integration.harness import Worker, consume_all, produce, run, wait_for
 from tests.reference import reference_report
 

@@ -7,8 +7,8 @@ import pytest
 
 from streams.engine.catalog import default_catalog
 from streams.engine.events import parse_timestamp
+from streams.runtime.worker import Pipeline, chunk_key, parse_chunk_key
 from streams.settings import from_env
-from streams.worker import Pipeline, chunk_key, parse_chunk_key
 
 pytestmark = pytest.mark.unit
 AS_OF = parse_timestamp("2024-06-15T00:00:00Z")

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streams.tallies import LatencyHistogram, Tally, TallyCollector
+from streams.runtime.tallies import LatencyHistogram, Tally, TallyCollector
 
 pytestmark = pytest.mark.unit
 BOUNDS = (0.001, 0.005, 0.01, 0.1, 1.0, 2.5)

@@ -355,6 +355,6 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m streams.broker")
+    parser = argparse.ArgumentParser(prog="python -m streams.runtime.broker")
     add_cli(parser.add_subparsers(dest="command", required=True))
     sys.exit(run_cli(parser.parse_args()))

@@ -16,8 +16,8 @@ import orjson
 
 from streams.engine.events import EventType, decode_event, event_type
 from streams.errors import BrokerUnavailable, InvalidEvent
+from streams.runtime.topics import TopicNames
 from streams.settings import Settings
-from streams.topics import TopicNames
 
 
 @dataclass

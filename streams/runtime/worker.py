@@ -54,9 +54,9 @@ from streams.engine.events import (
 )
 from streams.errors import InvalidEvent
 from streams.exporter import SellerCache, render_sellers
+from streams.runtime.tallies import LatencyHistogram, Tally, TallyCollector
+from streams.runtime.topics import TopicNames
 from streams.settings import Settings
-from streams.tallies import LatencyHistogram, Tally, TallyCollector
-from streams.topics import TopicNames
 
 log = logging.getLogger("popstream.worker")
 
@@ -86,7 +86,7 @@ class PipelineMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         # Per-event counters are tallies (plain ints, exported by a collector):
-        # see streams.tallies for why.
+        # see streams.runtime.tallies for why.
         self.events = Tally("popstream_events_processed", "Events applied, by type and outcome.",
                             ["type", "outcome"], labels_of=_event_labels)
         self.invalid = Tally("popstream_events_invalid",
@@ -360,7 +360,7 @@ def build_app(settings: Settings) -> Any:
     credentials = _credentials(settings)
     scheme = "kafka"
     if settings.fast_path:
-        from streams.fastpath import SCHEME
+        from streams.runtime.fastpath import SCHEME
 
         scheme = SCHEME
     app = faust.App(
@@ -406,7 +406,7 @@ def build_app(settings: Settings) -> Any:
     )
     unacked: list[Any] = []  # events applied but not yet acked (stock path)
     in_flight: list[Any] = []  # delivery futures of dead letters not yet awaited
-    # Fast path (streams.fastpath): offsets applied per partition, dead letters to send.
+    # Fast path (streams.runtime.fastpath): offsets applied per partition, dead letters to send.
     batch_acks: dict[Any, tuple[int, int]] = {}
     batch_dead: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
 
@@ -460,7 +460,7 @@ def build_app(settings: Settings) -> Any:
                     app.consumer.ack_offsets(tp, first, last)  # type: ignore[attr-defined]
 
     # The agent subscribes the worker to the event topics. On the fast path
-    # (streams.fastpath) its stream stays empty: the transport hands fetched batches
+    # (streams.runtime.fastpath) its stream stays empty: the transport hands fetched batches
     # to handle_batch; with POPSTREAM_FAST_PATH=0 every message comes through here.
     @app.agent(source)
     async def process(stream: Any) -> None:
