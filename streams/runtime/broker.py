@@ -31,7 +31,7 @@ from typing import Final
 from streams.errors import BrokerUnavailable
 
 KAFKA_VERSION: Final = "4.1.1"
-_REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+_REPO_ROOT: Final = Path(__file__).resolve().parents[2]  # streams/runtime/broker.py
 _POM: Final = _REPO_ROOT / "broker" / "pom.xml"
 _READY_LINE: Final = "Kafka Server started"
 
