@@ -35,6 +35,16 @@ class ConflictingEvent(InvalidEvent):
     """
 
 
+class TooFarAhead(InvalidEvent):
+    """An event stamped further after the engine's clock than it accepts.
+
+    An event after the clock is held, in memory and in the changelog, until the
+    clock reaches it; a producer bug stamping events years ahead would keep them
+    forever. An engine built with a ``future_horizon`` rejects those instead (the
+    state is unchanged), with ``field`` ``$.occurred_at``.
+    """
+
+
 class ConfigError(PopstreamError):
     """A setting or catalog entry that cannot work, caught at start-up."""
 

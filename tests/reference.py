@@ -38,7 +38,10 @@ def reference_report(
     events: list[Event], now: int, catalog: Catalog | None = None
 ) -> dict[str, dict[str, dict[str, object]]]:
     """``{seller: {metric: {numerator, denominator, value, target, breached,
-    window_days}}}`` exactly as ``popstream replay --format json`` prints it."""
+    window_days}}}`` exactly as ``popstream replay --format json`` prints it.
+
+    A seller is reported while at least one of its orders is in a window (the
+    longest): one whose orders all expired is absent, like one with none."""
     catalog = catalog or default_catalog()
     today = now // US_PER_DAY
     horizon = catalog.horizon_days
@@ -62,14 +65,12 @@ def reference_report(
     # 2. Group by order; the first order event processed defines the order.
     orders: dict[tuple[str, str], _OrderEvents] = defaultdict(_OrderEvents)
     messages: dict[tuple[str, str], list[tuple[int, Message]]] = defaultdict(list)
-    sellers: set[str] = set()
     for seq, ev in kept:
         if isinstance(ev, Message):
             messages[(ev.seller_id, ev.message_id)].append((seq, ev))
             continue
         entry = orders[(ev.seller_id, ev.order_id)]
         if isinstance(ev, Order):
-            sellers.add(ev.seller_id)
             if entry.order is None:
                 entry.order = ev
             continue
@@ -148,7 +149,7 @@ def reference_report(
 
     # 5. Windows: orders purchased on the N UTC days ending with today.
     report: dict[str, dict[str, dict[str, object]]] = {}
-    for seller in sorted(sellers):
+    for seller in sorted(per_order):
         metrics: dict[str, dict[str, object]] = {}
         for m in catalog.metrics:
             in_window = [p for d, p in per_order[seller] if today - d < m.window_days]

@@ -20,6 +20,12 @@ How it stays O(1):
   day leaving a window leave its running sum, and leave the state altogether when
   they fall out of the longest window (see :mod:`streams.engine.windows` for why
   this beats per-seller daily buckets).
+
+Bounded state (issue #9): a seller left holding nothing (no order record, pending
+or not, no message, no held event) is freed where state leaves (day roll-over, an
+expired order, a wake-up, a restore), never checked per event; and an engine with
+a ``future_horizon`` rejects events stamped too far after its clock
+(:class:`~streams.errors.TooFarAhead`) instead of holding them for years.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from streams.engine.events import (
     Shipment,
     decode_event,
     encode_event,
+    format_us,
     to_us,
 )
 from streams.engine.rules import (
@@ -73,7 +80,7 @@ from streams.engine.rules import (
     late_deadline,
 )
 from streams.engine.windows import LANES, DayIndex, first_window_by_age, lane
-from streams.errors import ConflictingEvent, PopstreamError
+from streams.errors import ConfigError, ConflictingEvent, PopstreamError, TooFarAhead
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US: Final = dt.timedelta(microseconds=1)
@@ -184,6 +191,18 @@ class SnapshotError(PopstreamError):
     """A snapshot that cannot be restored (corrupt, or from another version)."""
 
 
+def _span(us: int) -> str:
+    """A duration for a message: ``3 days``, ``1834 days 8 h``, ``3 days 1 us``."""
+    days, rest = divmod(us, US_PER_DAY)
+    hours, rest = divmod(rest, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, micros = divmod(rest, 1_000_000)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{n} {unit}" for n, unit in
+              ((hours, "h"), (minutes, "min"), (seconds, "s"), (micros, "us")) if n]
+    return " ".join(parts) or "0 us"
+
+
 class Engine:
     """Exact, incremental seller metrics under a clock that only moves forward."""
 
@@ -194,17 +213,33 @@ class Engine:
         *,
         fixed_clock: bool = False,
         track_dirty: bool = False,
+        future_horizon: int | None = None,
     ) -> None:
         """``fixed_clock``: the clock will never move (a replay as of ``now``), so
         events after ``now`` are counted as :attr:`Outcome.HELD` but not kept.
         ``track_dirty``: record which snapshot chunks changed (see
-        :meth:`take_dirty`), for a caller that persists state incrementally."""
+        :meth:`take_dirty`) and which sellers were freed (see :meth:`take_freed`),
+        for a caller that persists state incrementally.
+        ``future_horizon``: on a clock that is not fixed, an event stamped more
+        than this many microseconds after ``now`` raises
+        :class:`~streams.errors.TooFarAhead` instead of being held; ``None``
+        holds any. Held events restored from a snapshot are not checked again:
+        they were accepted once."""
+        if future_horizon is not None and future_horizon < 0:
+            raise ConfigError(
+                f"future_horizon must be >= 0 microseconds (or None), got {future_horizon}"
+            )
         self.catalog = catalog or default_catalog()
         self.fixed_clock = fixed_clock
         self.track_dirty = track_dirty
+        self.future_horizon = future_horizon
         # seller -> chunks changed since the last take_dirty(): purchase days, and
         # META for the seller's messages, held events and flags.
         self.dirty: dict[str, set[int | None]] = {}
+        # Sellers freed since the last take_freed() and not re-created since (an
+        # ordered set). Kept only with track_dirty, whose caller drains it: an
+        # engine nobody drains (a replay) must not grow it.
+        self._freed: dict[str, None] = {}
         windows = self.catalog.windows
         self._windows = windows
         self._n_windows = len(windows)
@@ -276,12 +311,15 @@ class Engine:
             if record is not None:
                 fields, digests = rec.unpack(record)
                 self._commit(seller, order_id, fields, digests)
+        # A held event may have expired on arrival and been all the seller had.
+        self._free_if_empty(seller)
 
     def _roll(self, old_day: int, new_day: int) -> None:
         """Days moved from ``old_day`` to ``new_day``: orders of the days leaving
         each window leave its sum; state older than the longest window is dropped."""
         sellers = self.sellers
         index = self._orders_by_day
+        emptied: set[str] = set()  # sellers that lost state: maybe nothing is left
         for i, width in enumerate(self._windows):
             for day in index.days_in(old_day - width + 1, new_day - width):
                 for seller_id, order_id in index.entries(day):
@@ -303,6 +341,7 @@ class Engine:
                 if rday == day:
                     del seller.orders[order_id]
                     self._mark(seller_id, day)
+                    emptied.add(seller_id)
                     if not flags & HAS_ORDER:
                         self.pending_orders -= 1
             index.drop(day)
@@ -319,8 +358,13 @@ class Engine:
                     messages.add(new_day, seller_id, message_id)
                 else:
                     del seller.messages[message_id]
+                    emptied.add(seller_id)
                 self._mark(seller_id, META)
             messages.drop(day)
+        for seller_id in emptied:
+            seller = sellers.get(seller_id)
+            if seller is not None:
+                self._free_if_empty(seller)
 
     # --- events -----------------------------------------------------------------
 
@@ -332,23 +376,19 @@ class Engine:
         """Fold one validated event into the state.
 
         Raises :class:`~streams.errors.ConflictingEvent` for a second ``order`` event
-        (under a new ``event_id``) for an existing order; the state is unchanged then.
+        (under a new ``event_id``) for an existing order, and
+        :class:`~streams.errors.TooFarAhead` for an event beyond the
+        ``future_horizon``; the state is unchanged then.
         """
         occurred_at = (event.occurred_at - _EPOCH) // _US
+        if occurred_at > self.now:
+            return self._hold(event, occurred_at)
         seller_id = event.seller_id
         seller = self.sellers.get(seller_id)
         if seller is None:
-            seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
+            seller = self._new_seller(seller_id)
         else:
             seller_id = seller.id
-        if occurred_at > self.now:
-            if self.fixed_clock:
-                return Outcome.HELD
-            self._seq += 1
-            heapq.heappush(seller.future, (occurred_at, self._seq, event))
-            self._mark(seller_id, META)
-            heapq.heappush(self._wakeups, (occurred_at, seller_id))
-            return Outcome.HELD
         kind = type(event)
         if kind is Message:
             return self._on_message(seller_id, seller, event, occurred_at)  # type: ignore[arg-type]
@@ -379,6 +419,7 @@ class Engine:
                 self.pending_orders -= 1  # only a pending record can meet its order
                 self._mark(seller_id, old_day)
             self._mark(seller_id, META)  # has_orders
+            self._free_if_empty(seller)
             return outcome
         if record is None:
             self._orders_by_day.add(fields[DAY], seller_id, order_id)
@@ -396,6 +437,52 @@ class Engine:
         if not fields[FLAGS] & HAS_ORDER:
             return _PENDING
         return outcome
+
+    def _hold(self, event: Event, occurred_at: int) -> Outcome:
+        """An event after ``now``: kept until the clock reaches it (not kept at all
+        on a fixed clock, which never will)."""
+        if self.fixed_clock:
+            return Outcome.HELD
+        ahead = occurred_at - self.now
+        horizon = self.future_horizon
+        if horizon is not None and ahead > horizon:
+            raise TooFarAhead(
+                f"occurred_at {format_us(occurred_at)} is {_span(ahead)} ahead of the "
+                f"clock {format_us(self.now)}; at most {_span(horizon)} ahead are "
+                "accepted",
+                field="$.occurred_at",
+            )
+        seller = self.sellers.get(event.seller_id)
+        if seller is None:
+            seller = self._new_seller(event.seller_id)
+        seller_id = seller.id
+        self._seq += 1
+        heapq.heappush(seller.future, (occurred_at, self._seq, event))
+        self._mark(seller_id, META)
+        heapq.heappush(self._wakeups, (occurred_at, seller_id))
+        return Outcome.HELD
+
+    def _new_seller(self, seller_id: str) -> Seller:
+        seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
+        if self._freed:
+            self._freed.pop(seller_id, None)  # back before the caller forgot it
+        return seller
+
+    def _free_if_empty(self, seller: Seller) -> None:
+        """Forget a seller that holds nothing: no order record (pending or not), no
+        message, no held event. Its sums are zero then (every order left every
+        window before it left the state), its timers stale, its entries in the day
+        indexes skipped until their day drops. Its META chunk becomes a tombstone
+        (its day chunks became ones as their orders left)."""
+        if seller.orders or seller.messages or seller.future:
+            return
+        seller_id = seller.id
+        if self.sellers.get(seller_id) is not seller:
+            return  # freed already (by an apply inside _wake)
+        del self.sellers[seller_id]
+        if self.track_dirty:
+            self._mark(seller_id, META)
+            self._freed[seller_id] = None
 
     def _commit(
         self, seller: Seller, order_id: bytes, fields: list[int], digests: bytes
@@ -534,6 +621,20 @@ class Engine:
         dirty, self.dirty = self.dirty, {}
         return dirty
 
+    def take_freed(self) -> list[str]:
+        """Sellers freed since the last call (and forget them), each once, in the
+        order freed; a seller re-created since (a new event) is not named.
+
+        A freed seller held nothing: the caller may forget what it keeps per
+        seller (the worker's seller -> partition map, its scrape cache). Recorded
+        only with ``track_dirty``. Persist :meth:`take_dirty`'s chunks first: the
+        freed seller's META chunk is dirty, and :meth:`seller_chunks` returns its
+        tombstone, which a caller that already forgot the seller cannot route.
+        """
+        freed = list(self._freed)
+        self._freed.clear()
+        return freed
+
     def seller_chunks(
         self, seller_id: str, chunks: set[int | None]
     ) -> dict[int | None, bytes | None]:
@@ -585,8 +686,14 @@ class Engine:
     # --- reading ----------------------------------------------------------------
 
     def seller_ids(self) -> Iterator[str]:
-        """Sellers with at least one order purchased at or before ``now``."""
-        return (sid for sid, s in self.sellers.items() if s.has_orders)
+        """Sellers with at least one order in a window: purchased at or before
+        ``now``, within the longest window.
+
+        Not every seller held: one with only pending orders, messages or held
+        events is kept but not reported; nor one whose orders all left the
+        longest window, kept or freed already (what else a seller still holds
+        depends on the order events arrived in, which the report must not)."""
+        return (sid for sid, s in self.sellers.items() if s.sums[-1])
 
     def seller_metrics(self, seller_id: str) -> dict[str, MetricValue]:
         sums = self.sellers[seller_id].sums
@@ -688,14 +795,15 @@ class Engine:
         )
 
     def _restore_seller(self, seller_id: str, snap: _SellerSnapshot) -> None:
-        seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
+        seller = self._new_seller(seller_id)
         seller.has_orders = snap.has_orders
         today, horizon = self.today, self._horizon
         first_window, n_windows = self._first_window, self._n_windows
         for order_id, record in snap.orders.items():
             _, _, day, flags, applied = rec.SHORT.unpack_from(record)
             if today - day >= horizon:
-                continue  # left the longest window while the snapshot was away
+                self._mark(seller_id, day)  # left the longest window while away
+                continue
             seller.orders[order_id] = record
             self._orders_by_day.add(day, seller_id, order_id)
             if not flags & HAS_ORDER:
@@ -722,8 +830,11 @@ class Engine:
             self._seq += 1
             seller.future.append((to_us(event.occurred_at), self._seq, event))
         heapq.heapify(seller.future)
-        # Catch up with the clock: apply what became due, fire passed deadlines.
+        # Catch up with the clock: apply what became due, fire passed deadlines;
+        # free the seller if nothing is left.
         self._wake(seller)
+        if self.sellers.get(seller_id) is not seller:
+            return
         if seller.timers:
             heapq.heappush(self._wakeups, (seller.timers[0][0] + 1, seller_id))
         if seller.future:
