@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from aiokafka.partitioner import murmur2
+
 from streams.engine.events import EVENT_TYPES, EventType
 from streams.errors import BrokerUnavailable
 from streams.settings import Settings
@@ -46,6 +48,45 @@ class TopicNames:
     @property
     def deadletter(self) -> str:
         return self.prefix + DEADLETTER
+
+
+def owner_partition(seller_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a message keyed by the
+    seller id (murmur2, as the Java client and aiokafka do): the one partition
+    whose worker owns the seller's state."""
+    digest: int = murmur2(seller_id.encode())
+    return (digest & 0x7FFFFFFF) % partitions
+
+
+async def read_max_message_bytes(settings: Settings, topics: list[str],
+                                 timeout_ms: int = 10_000) -> dict[str, int]:
+    """Each existing topic's ``max.message.bytes`` (topics that do not exist, or
+    that the broker does not describe, are left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        request_timeout_ms=timeout_ms,
+        **settings.security.aiokafka_kwargs(),
+    )
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+             for name in topics]
+        )
+    finally:
+        await admin.close()
+    out: dict[str, int] = {}
+    for response in responses:
+        for error_code, _message, _type, name, entries in response.resources:
+            if error_code != 0:
+                continue
+            for entry in entries:
+                if entry[0] == "max.message.bytes" and entry[1] is not None:
+                    out[name] = int(entry[1])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +131,10 @@ async def create_topics(settings: Settings, timeout_ms: int = 30_000) -> TopicRe
                 replication_factor=settings.replication,
                 topic_configs={
                     "retention.ms": retention,
-                    "max.message.bytes": str(settings.max_message_bytes),
+                    # Dead letters carry headers on top of a value of up to the
+                    # event topics' limit: room for them, so most fit uncut.
+                    "max.message.bytes": str(settings.max_message_bytes
+                                             + (65_536 if name == names.deadletter else 0)),
                 },
             )
             for name, retention in wanted.items()
