@@ -17,24 +17,45 @@ POPSTREAM_TOPIC_PREFIX     prefix of every topic name (default none)
 POPSTREAM_PARTITIONS       partitions of created topics (default 4)
 POPSTREAM_REPLICATION      replication factor of created topics (default 1)
 POPSTREAM_STORE            memory:// or rocksdb:// (default memory://)
-POPSTREAM_WEB_PORT         port of /metrics and /api (default 6066)
-POPSTREAM_DATA_DIR         worker data directory (default .cache/worker)
+POPSTREAM_WEB_PORT         port of /metrics and /api, 1..65535 (default 6066)
+POPSTREAM_WEB_HOST         address the web server binds to (default 0.0.0.0:
+                           every interface; 127.0.0.1 keeps it on the host)
+POPSTREAM_DATA_DIR         worker data directory; created and checked for
+                           writing at start (default .cache/worker)
 POPSTREAM_CATALOG          metric catalog TOML (default: built-in)
 POPSTREAM_APP_ID           consumer group and changelog prefix (default popstream)
 POPSTREAM_MAX_MESSAGE_BYTES  larger message values are dead-lettered (default 1 MiB)
-POPSTREAM_SESSION_TIMEOUT  seconds before a silent worker's partitions move (default 30)
-POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batches)
+POPSTREAM_SESSION_TIMEOUT  seconds (6..1800, fractions allowed) before a silent
+                           worker's partitions move (default 30)
+POPSTREAM_FUTURE_HORIZON   seconds (60..31622400): events stamped further ahead
+                           of the clock are dead-lettered (default 259200, 3 days)
+POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batches);
+                           1/0, true/false, yes/no, on/off
 POPSTREAM_INSTANCE_ID      static group membership (KIP-345): a worker restarted
                            under the same id takes its partitions straight back
                            instead of waiting out the session timeout; it must
                            come back with the same web host and port (Faust
                            checks its assignment against them) (default none)
 =========================  ==================================================
+
+Every value is checked here, at start, against what the runtime will accept
+later: a setting that would crash Faust or aiokafka minutes into a run (port
+99999, ``POPSTREAM_STORE=memory``) is a :class:`ConfigError` naming the variable.
+
+Why ``POPSTREAM_FUTURE_HORIZON`` is 3 days: an event stamped in the future is
+held until its time comes (the metrics are "as of now"), and a held event costs
+memory until it is due. Producers' clocks drift by seconds and a timezone
+mislabel (local time sent as UTC) is at most 14 hours off, so 3 days still
+catches the real bugs (a year typed wrong, milliseconds read as seconds) while
+leaving honest producers plenty of room.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -109,6 +130,14 @@ class KafkaSecurity:
         return kwargs
 
 
+DAY: Final = 86_400.0
+FUTURE_HORIZON_RANGE: Final = (60.0, 366 * DAY)
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_HOST_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # _: compose names
+STORES: Final = ("memory://", "rocksdb://")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -118,7 +147,7 @@ class Settings:
     replication: int = 1
     store: str = "memory://"
     web_port: int = 6066
-    web_host: str = "0.0.0.0"
+    web_host: str = "0.0.0.0"  # the bind address of /metrics and /api
     data_dir: Path = Path(".cache/worker")
     catalog_path: Path | None = None
     app_id: str = "popstream"
@@ -128,6 +157,9 @@ class Settings:
     session_timeout: float = 30.0
     fast_path: bool = True  # streams.runtime.fastpath: batches instead of Faust's per-message path
     instance_id: str | None = None  # consumer group.instance.id (static membership)
+    # Seconds: an event stamped further after the clock is dead-lettered (see the
+    # module docstring for why 3 days).
+    future_horizon: float = 3 * DAY
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -135,19 +167,35 @@ class Settings:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
         for server in self.bootstrap_servers.split(","):
             host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit():
+            if not (sep and port.isascii() and port.isdigit() and _is_host(host.strip("[]"))):
                 raise ConfigError(
                     f"KAFKA_BOOTSTRAP_SERVERS: expected host:port[,host:port], got {server!r}"
                 )
+            if not 1 <= int(port) <= 65535:
+                raise ConfigError(
+                    f"KAFKA_BOOTSTRAP_SERVERS: port must be 1..65535, got {port} in {server!r}"
+                )
         if not 1 <= self.partitions <= 10_000:
-            raise ConfigError(f"partitions must be 1..10000, got {self.partitions}")
-        if not 1 <= self.replication <= 32:
-            raise ConfigError(f"replication must be 1..32, got {self.replication}")
-        if not 0 <= self.web_port <= 65535:
-            raise ConfigError(f"web port must be 0..65535, got {self.web_port}")
-        if self.store.split("://")[0] not in ("memory", "rocksdb"):
             raise ConfigError(
-                f"POPSTREAM_STORE must be memory:// or rocksdb://, got {self.store!r}"
+                f"POPSTREAM_PARTITIONS (--partitions): partitions must be 1..10000, "
+                f"got {self.partitions}"
+            )
+        if not 1 <= self.replication <= 32:
+            raise ConfigError(
+                f"POPSTREAM_REPLICATION: replication must be 1..32, got {self.replication}"
+            )
+        if not 1 <= self.web_port <= 65535:
+            raise ConfigError(
+                f"POPSTREAM_WEB_PORT (--web-port) must be 1..65535, got {self.web_port}"
+            )
+        if not _is_host(self.web_host):
+            raise ConfigError(
+                "POPSTREAM_WEB_HOST must be an IP address or a host name to bind to "
+                f"(such as 0.0.0.0 or 127.0.0.1), got {self.web_host!r}"
+            )
+        if not self.store.startswith(STORES):
+            raise ConfigError(
+                f"POPSTREAM_STORE (--store) must be memory:// or rocksdb://, got {self.store!r}"
             )
         if not set(self.topic_prefix) <= _TOPIC_CHARS:
             raise ConfigError(
@@ -167,14 +215,32 @@ class Settings:
             )
         if not 6 <= self.session_timeout <= 1800:
             raise ConfigError(
-                f"POPSTREAM_SESSION_TIMEOUT must be 6..1800 s, got {self.session_timeout}"
+                f"POPSTREAM_SESSION_TIMEOUT must be 6..1800 s, got {self.session_timeout:.15g}"
             )
-        if self.flush_interval <= 0:
+        low, high = FUTURE_HORIZON_RANGE
+        if not low <= self.future_horizon <= high:
+            raise ConfigError(
+                f"POPSTREAM_FUTURE_HORIZON must be {low:.0f}..{high:.0f} s (1 minute..366 days), "
+                f"got {self.future_horizon:.15g}"
+            )
+        if not 0 < self.flush_interval < float("inf"):
             raise ConfigError(f"flush interval must be > 0 s, got {self.flush_interval}")
         return self
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes).validate()
+
+
+def _is_host(text: str) -> bool:
+    """An IP address or a DNS name: what a socket can bind to."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return True
+    labels = text.removesuffix(".").split(".")
+    return len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -185,6 +251,31 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number of seconds, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -214,12 +305,14 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         replication=_int(env, "POPSTREAM_REPLICATION", 1),
         store=env.get("POPSTREAM_STORE", "memory://"),
         web_port=_int(env, "POPSTREAM_WEB_PORT", 6066),
-        data_dir=Path(env.get("POPSTREAM_DATA_DIR", ".cache/worker")),
+        web_host=env.get("POPSTREAM_WEB_HOST") or "0.0.0.0",
+        data_dir=Path(env.get("POPSTREAM_DATA_DIR") or ".cache/worker"),
         catalog_path=_path(env, "POPSTREAM_CATALOG"),
         app_id=env.get("POPSTREAM_APP_ID", "popstream"),
         max_message_bytes=_int(env, "POPSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
-        session_timeout=float(_int(env, "POPSTREAM_SESSION_TIMEOUT", 30)),
-        fast_path=env.get("POPSTREAM_FAST_PATH", "1") not in ("0", "false", "no"),
+        session_timeout=_float(env, "POPSTREAM_SESSION_TIMEOUT", 30.0),
+        fast_path=_bool(env, "POPSTREAM_FAST_PATH", True),
         instance_id=env.get("POPSTREAM_INSTANCE_ID") or None,
+        future_horizon=_float(env, "POPSTREAM_FUTURE_HORIZON", 3 * DAY),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

@@ -41,8 +41,29 @@ def test_sasl_settings_come_from_the_environment_and_are_not_printed() -> None:
         ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent.pem"},
          "does not name a file"),
         ({"POPSTREAM_PARTITIONS": "many"}, "must be an integer"),
-        ({"POPSTREAM_PARTITIONS": "0"}, "partitions must be 1..10000"),
+        ({"POPSTREAM_PARTITIONS": "0"}, "POPSTREAM_PARTITIONS .*must be 1..10000"),
+        ({"POPSTREAM_REPLICATION": "0"}, "POPSTREAM_REPLICATION"),
         ({"POPSTREAM_STORE": "redis://"}, "POPSTREAM_STORE"),
+        ({"POPSTREAM_STORE": "memory"}, "POPSTREAM_STORE .*must be memory:// or rocksdb://"),
+        ({"POPSTREAM_STORE": "rocksdb"}, "POPSTREAM_STORE"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "localhost:99999"}, "port must be 1..65535, got 99999"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "localhost:0"}, "port must be 1..65535, got 0"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "tcp://k:9092"}, "expected host:port"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,"}, "expected host:port"),
+        ({"POPSTREAM_WEB_PORT": "0"}, "POPSTREAM_WEB_PORT .*must be 1..65535, got 0"),
+        ({"POPSTREAM_WEB_PORT": "65536"}, "POPSTREAM_WEB_PORT"),
+        ({"POPSTREAM_WEB_PORT": "tcp://10.0.0.11:80"}, "POPSTREAM_WEB_PORT must be an integer"),
+        ({"POPSTREAM_WEB_HOST": "tcp://10.0.0.11:80"}, "POPSTREAM_WEB_HOST must be an IP"),
+        ({"POPSTREAM_WEB_HOST": "a host"}, "POPSTREAM_WEB_HOST"),
+        ({"POPSTREAM_FAST_PATH": "maybe"}, "POPSTREAM_FAST_PATH must be 1/0, true/false"),
+        ({"POPSTREAM_FAST_PATH": "2"}, "POPSTREAM_FAST_PATH"),
+        ({"POPSTREAM_SESSION_TIMEOUT": "seven"}, "POPSTREAM_SESSION_TIMEOUT must be a number"),
+        ({"POPSTREAM_SESSION_TIMEOUT": "nan"}, "POPSTREAM_SESSION_TIMEOUT must be a finite"),
+        ({"POPSTREAM_SESSION_TIMEOUT": "5.9"}, "POPSTREAM_SESSION_TIMEOUT must be 6..1800"),
+        ({"POPSTREAM_FUTURE_HORIZON": "59"}, "POPSTREAM_FUTURE_HORIZON must be 60..31622400"),
+        ({"POPSTREAM_FUTURE_HORIZON": "31622401"}, "POPSTREAM_FUTURE_HORIZON"),
+        ({"POPSTREAM_FUTURE_HORIZON": "inf"}, "POPSTREAM_FUTURE_HORIZON must be a finite"),
+        ({"POPSTREAM_FUTURE_HORIZON": "3d"}, "POPSTREAM_FUTURE_HORIZON must be a number"),
         ({"POPSTREAM_TOPIC_PREFIX": "a b"}, "POPSTREAM_TOPIC_PREFIX"),
         ({"POPSTREAM_SESSION_TIMEOUT": "2"}, "POPSTREAM_SESSION_TIMEOUT"),
         ({"POPSTREAM_MAX_MESSAGE_BYTES": "10"}, "POPSTREAM_MAX_MESSAGE_BYTES"),
@@ -65,3 +86,46 @@ def test_instance_id_is_optional_and_kept() -> None:
     assert from_env({}).instance_id is None
     assert from_env({"POPSTREAM_INSTANCE_ID": ""}).instance_id is None
     assert from_env({"POPSTREAM_INSTANCE_ID": "worker-1"}).instance_id == "worker-1"
+
+
+def test_fractional_session_timeout_is_accepted() -> None:
+    # Faust takes float seconds; "7.5" is a reasonable thing to write.
+    assert from_env({"POPSTREAM_SESSION_TIMEOUT": "7.5"}).session_timeout == 7.5
+    assert from_env({"POPSTREAM_SESSION_TIMEOUT": "1800"}).session_timeout == 1800.0
+    assert from_env({}).session_timeout == 30.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1", True), ("0", False), ("true", True), ("FALSE", False), ("Yes", True),
+     ("no", False), ("ON", True), ("off", False), (" on ", True), ("", True)],
+)
+def test_fast_path_takes_the_usual_booleans(raw: str, value: bool) -> None:
+    assert from_env({"POPSTREAM_FAST_PATH": raw}).fast_path is value
+
+
+def test_future_horizon_defaults_to_three_days_and_takes_seconds() -> None:
+    assert from_env({}).future_horizon == 259_200.0
+    assert from_env({"POPSTREAM_FUTURE_HORIZON": "60"}).future_horizon == 60.0
+    assert from_env({"POPSTREAM_FUTURE_HORIZON": "3600.5"}).future_horizon == 3600.5
+    assert from_env({"POPSTREAM_FUTURE_HORIZON": str(366 * 86_400)}).future_horizon == 31_622_400
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::", "::1", "worker-0.popstream",
+                                  "localhost", "kafka_1"])
+def test_web_host_comes_from_the_environment(host: str) -> None:
+    assert from_env({}).web_host == "0.0.0.0"
+    assert from_env({"POPSTREAM_WEB_HOST": host}).web_host == host
+
+
+@pytest.mark.parametrize("servers", ["[::1]:9092", "kafka_1:9092", "k1:9092, k2:9093",
+                                     "10.0.0.1:65535"])
+def test_bootstrap_servers_accept_real_addresses(servers: str) -> None:
+    assert from_env({"KAFKA_BOOTSTRAP_SERVERS": servers}).bootstrap_servers == servers
+
+
+def test_command_line_values_are_validated_too() -> None:
+    with pytest.raises(ConfigError, match="POPSTREAM_WEB_PORT"):
+        from_env({}, web_port=99_999)
+    with pytest.raises(ConfigError, match="POPSTREAM_STORE"):
+        from_env({}, store="memory")
