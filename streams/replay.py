@@ -42,8 +42,8 @@ class Reject:
         return orjson.dumps(
             {
                 "line": self.where,
-                "reason": self.reason,
-                "field": self.field,
+                "reason": _utf8(self.reason),
+                "field": None if self.field is None else _utf8(self.field),
                 "raw": self.raw.decode("utf-8", "replace"),
             }
         )
@@ -51,6 +51,11 @@ class Reject:
     def __str__(self) -> str:
         at = f" (at {self.field})" if self.field else ""
         return f"line {self.where}: {self.reason}{at}"
+
+
+def _utf8(text: str) -> str:
+    # orjson refuses a lone surrogate; a reason quoting input could carry one.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass
@@ -104,6 +109,9 @@ def replay(
         if strict:
             raise StrictModeViolation(str(item))
 
+    # Every line, and every element of a batch line, has exactly one outcome: an
+    # Outcome counted, or a Reject. Decoding raises only InvalidEvent; anything
+    # else (a bug in the engine) is rejected as an internal error, not a crash.
     for number, raw in enumerate(lines, start=1):
         result.lines = number
         line = raw.rstrip(b"\r\n")
@@ -112,6 +120,9 @@ def replay(
         except InvalidEvent as exc:
             reject(str(number), exc, line)
             continue
+        except Exception as exc:
+            reject(str(number), _internal(exc), line)
+            continue
         if batch is None:
             try:
                 if not line.strip():
@@ -119,13 +130,22 @@ def replay(
                 outcomes[apply(decode_event(line))] += 1
             except InvalidEvent as exc:
                 reject(str(number), exc, line)
+            except Exception as exc:
+                reject(str(number), _internal(exc), line)
             continue
         for index, element in enumerate(batch):
             try:
                 outcomes[apply(decode_event(element))] += 1
             except InvalidEvent as exc:
                 reject(f"{number}[{index}]", exc, bytes(element))
+            except Exception as exc:
+                reject(f"{number}[{index}]", _internal(exc), bytes(element))
     return result
+
+
+def _internal(exc: Exception) -> InvalidEvent:
+    """A Reject's reason for an exception that is nobody's contract: a bug, shown."""
+    return InvalidEvent(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def read_lines(stream: IO[bytes], progress: Callable[[int], None] | None = None) -> Iterator[bytes]:

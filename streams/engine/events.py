@@ -16,6 +16,8 @@ keeps per-order state small.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import itertools
 import re
 from typing import Annotated, Final, Literal, TypeAlias
 
@@ -170,8 +172,10 @@ def _check_year(ts: _dt.datetime, field: str) -> None:
 def decode_event(data: bytes | str | memoryview) -> Event:
     """Decode one JSON document into a typed event or raise :class:`InvalidEvent`.
 
-    msgspec's message already names the JSON path (``- at `$.rating```); we split it
-    into ``reason`` and ``field`` so a dead-letter consumer can group by field.
+    Total: no other exception escapes, whatever the bytes (see :func:`_undecodable`
+    for what msgspec raises besides its own errors). msgspec's message already
+    names the JSON path (``- at `$.rating```); we split it into ``reason`` and
+    ``field`` so a dead-letter consumer can group by field.
     """
     try:
         event: Event = _decoder.decode(data)
@@ -179,6 +183,8 @@ def decode_event(data: bytes | str | memoryview) -> Event:
         raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
+    except Exception as exc:  # bad UTF-8, deep nesting: explained off the hot path
+        raise _undecodable(data, exc) from None
     if event.seller_id not in _valid_sellers:
         _check_seller(event.seller_id)
     # Inline range checks: this runs for every event (see _check_year for the message).
@@ -193,7 +199,9 @@ def split_batch(data: bytes) -> list[msgspec.Raw] | None:
     """Return the elements of a JSON array value, or ``None`` if it is not an array.
 
     Bulk producers may send ``[event, event, ...]`` as one message; each element is
-    then decoded (and, if bad, dead-lettered) on its own.
+    then decoded (and, if bad, dead-lettered) on its own. Raises only
+    :class:`InvalidEvent`, for an array that is not valid JSON as a whole
+    (malformed, or nested too deep): then no element can be told apart.
     """
     stripped = data.lstrip()
     if not stripped.startswith(b"["):
@@ -202,6 +210,10 @@ def split_batch(data: bytes) -> list[msgspec.Raw] | None:
         return _array_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc)) from None
+    except Exception as exc:
+        raise _undecodable(data, exc) from None
 
 
 def decode_events(data: bytes) -> list[Event] | None:
@@ -211,11 +223,11 @@ def decode_events(data: bytes) -> list[Event] | None:
     The fast route for bulk messages: one C call for the whole array instead of one
     per element. On ``None`` the caller takes the slow route (:func:`split_batch`,
     then :func:`decode_event` per element), which finds and explains each bad
-    element, so both routes accept exactly the same events.
+    element, so both routes accept exactly the same events. Never raises.
     """
     try:
         events: list[Event] = _events_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except Exception:  # whatever it is, the slow route explains it
         return None
     for event in events:
         if event.seller_id not in _valid_sellers and not _seller_ok(event.seller_id):
@@ -254,15 +266,17 @@ def parse_timestamp(text: str) -> int:
     """Parse an RFC 3339 timestamp given on a command line or in a setting.
 
     Uses the same msgspec parser as events so that ``--as-of`` accepts exactly what
-    ``occurred_at`` accepts.
+    ``occurred_at`` accepts. Raises only :class:`InvalidEvent`.
     """
+    expected = f"expected an RFC 3339 timestamp with Z or an offset, got {text!r}"
     try:
         ts = msgspec.json.decode(_encoder.encode(text), type=Timestamp)
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(
-            f"expected an RFC 3339 timestamp with Z or an offset, got {text!r}: "
-            f"{str(exc).split(' - at ')[0]}"
-        ) from None
+        raise InvalidEvent(f"{expected}: {str(exc).split(' - at ')[0]}") from None
+    except UnicodeError:  # a lone surrogate (from os.fsdecode of a bad argv byte)
+        raise InvalidEvent(f"{expected}: not encodable as UTF-8") from None
+    except Exception as exc:
+        raise InvalidEvent(f"{expected}: undecodable: {type(exc).__name__}: {exc}") from None
     _check_year(ts, "timestamp")
     return to_us(ts)
 
@@ -278,6 +292,179 @@ def _invalid(message: str) -> InvalidEvent:
             f"expected one of {', '.join(EVENT_TYPES)}"
         )
     return InvalidEvent(reason, field=field)
+
+
+# --- explaining what msgspec raises besides its own errors (slow path only) ------
+#
+# msgspec reports invalid UTF-8 inside a string it decodes as the codec's
+# UnicodeDecodeError, positioned within that string only, and nesting beyond the
+# interpreter's C recursion budget as RecursionError. Both are turned into an
+# InvalidEvent here, after the fact: the hot path pays nothing for them.
+
+# A JSON string token; an unterminated one runs to the end (linear, no backtracking).
+_STRING_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+# Tokens of a best-effort structural scan: strings, punctuation, anything else.
+_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+_ESCAPE: Final = re.compile(
+    rb"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|\\u([0-9a-fA-F]{4})|\\(.)",
+    re.S,
+)
+_SIMPLE_ESCAPES: Final = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b",
+                          b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _undecodable(data: bytes | str | memoryview, exc: Exception) -> InvalidEvent:
+    """The InvalidEvent for an exception msgspec raised that is not its own.
+
+    The last line of defence is ``undecodable: TYPE: MESSAGE``; this function
+    itself never raises.
+    """
+    try:
+        if isinstance(exc, UnicodeError):
+            return _utf8_error(data, exc)
+        if isinstance(exc, RecursionError):
+            return _nesting_error(data)
+    except Exception:  # an explanation must not become the next crash
+        pass
+    return InvalidEvent(f"undecodable: {type(exc).__name__}: {exc}")
+
+
+def _as_bytes(data: bytes | str | memoryview) -> bytes:
+    # A str reaches msgspec encoded as UTF-8; one holding a lone surrogate cannot
+    # be, and "surrogatepass" turns that surrogate into the invalid bytes it is.
+    return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+
+
+def _utf8_error(data: bytes | str | memoryview, exc: UnicodeError) -> InvalidEvent:
+    """``invalid UTF-8 at byte N: 0xBB, WHY`` at the JSON path of the string holding it.
+
+    N is the absolute offset in ``data`` (for a batch element, in that element).
+    msgspec fails on the first string it decodes whose bytes are not UTF-8 and
+    hands the codec that string (unescaped) as ``exc.object``: the scan below
+    names the string of the document equal to it. Strings msgspec skips (unknown
+    fields, object keys) may hold bad bytes too; when no string matches, the first
+    bad one is named, and with no string at all, just the first bad byte.
+    """
+    text = _as_bytes(data)
+    target = exc.object if isinstance(exc, UnicodeDecodeError) else None
+    spot = _find_bad_string(text, target)
+    if spot is None:
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return InvalidEvent(f"invalid UTF-8 at byte {bad.start}: {_why(bad)}")
+        return InvalidEvent(f"undecodable: {type(exc).__name__}: {exc}")
+    offset, why, path, is_key = spot
+    if is_key:
+        return InvalidEvent(f"invalid UTF-8 at byte {offset} in an object key: {why}", path)
+    return InvalidEvent(f"invalid UTF-8 at byte {offset}: {why}", path)
+
+
+def _why(bad: UnicodeDecodeError) -> str:
+    obj = bad.object
+    byte = obj[bad.start] if isinstance(obj, bytes | bytearray) and bad.start < len(obj) else 0
+    return f"0x{byte:02x}, {bad.reason}"
+
+
+def _unescape(content: bytes) -> bytes:
+    """A JSON string's content as the bytes msgspec decodes (escapes resolved)."""
+    if b"\\" not in content:
+        return content
+
+    def one(m: re.Match[bytes]) -> bytes:
+        high, low, single, simple = m.groups()
+        if high is not None:
+            code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+            return chr(code).encode()
+        if single is not None:
+            return chr(int(single, 16)).encode("utf-8", "surrogatepass")
+        return _SIMPLE_ESCAPES.get(simple, simple)
+
+    return _ESCAPE.sub(one, content)
+
+
+def _find_bad_string(
+    text: bytes, target: bytes | None
+) -> tuple[int, str, str, bool] | None:
+    """``(offset of the bad byte, why, JSON path, is a key)`` of the first string
+    token whose unescaped content is ``target`` (else of the first holding invalid
+    UTF-8), by one linear scan that tolerates malformed JSON."""
+    # Each open container: [path, is object, key or index, expecting a key].
+    stack: list[list[object]] = []
+    first: tuple[int, str, str, bool] | None = None
+    for m in _TOKEN.finditer(text):
+        token = m.group()
+        head = token[:1]
+        top = stack[-1] if stack else None
+        if head == b'"':
+            is_key = top is not None and bool(top[1]) and bool(top[3])
+            content = token[1:-1] if len(token) > 1 and token.endswith(b'"') else token[1:]
+            if is_key and top is not None:
+                top[2] = _unescape(content).decode("utf-8", "replace")
+                top[3] = False
+            try:
+                content.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                path = str(top[0]) if is_key and top is not None else _child(top)
+                spot = (m.start() + 1 + bad.start, _why(bad), path, is_key)
+                if target is None or _unescape(content) == target:
+                    return spot
+                if first is None:
+                    first = spot
+        elif head in (b"{", b"["):
+            stack.append([_child(top), head == b"{", None if head == b"{" else 0, True])
+        elif head in (b"}", b"]"):
+            if stack:
+                stack.pop()
+        elif head == b"," and top is not None:
+            if top[1]:
+                top[3] = True
+            elif isinstance(top[2], int):
+                top[2] += 1
+    return first
+
+
+def _child(top: list[object] | None) -> str:
+    """The path of the value about to be read in container ``top``."""
+    if top is None:
+        return "$"
+    if top[1]:
+        return f"{top[0]}.{top[2]}" if top[2] is not None else str(top[0])
+    return f"{top[0]}[{top[2]}]"
+
+
+def _nesting_error(data: bytes | str | memoryview) -> InvalidEvent:
+    """``nesting deeper than N levels, found D``: D measured with strings removed,
+    N = what the decoder took here (:func:`_depth_limit`), at most D - 1."""
+    brackets = _STRING_TOKEN.sub(b"", _as_bytes(data)).translate(None, _NOT_BRACKETS)
+    step = _BRACKET_STEP
+    depth = max(itertools.accumulate(step[b] for b in brackets), default=0)
+    limit = min(_depth_limit(), depth - 1)
+    return InvalidEvent(f"nesting deeper than {limit} levels, found {depth}")
+
+
+@functools.cache
+def _depth_limit() -> int:
+    """The deepest nesting msgspec decodes, measured once, when first needed.
+
+    msgspec recurses once per level and stops at the interpreter's recursion
+    budget: 9,999 levels from a shallow stack on CPython 3.12+ (its C recursion
+    limit, 10,000), a few fewer from deep in a call stack; on 3.11 the Python
+    recursion limit (1,000) less the frames already on the stack.
+    """
+    low, high = 0, 1 << 15
+    while low < high:
+        mid = (low + high + 1) // 2
+        try:
+            msgspec.json.decode(b"[" * mid + b"]" * mid)
+        except RecursionError:
+            high = mid - 1
+        else:
+            low = mid
+    return low
 
 
 _TYPE_OF: Final[dict[type, EventType]] = {
