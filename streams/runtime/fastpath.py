@@ -45,8 +45,14 @@ class BatchConsumer(_aiokafka.Consumer):
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         commit_every = self._commit_every
+        # Cleared by the worker while it cannot save state or dead letters: what
+        # it cannot save, it does not take in (streams.runtime.flusher).
+        may_consume: asyncio.Event | None = getattr(self.app, "popstream_may_consume", None)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if may_consume is not None and not may_consume.is_set():
+                    await may_consume.wait()
+                    continue  # positions may have moved (a rebalance) while paused
                 records, _ = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
                 if not records or self.should_stop:

@@ -161,9 +161,10 @@ def test_gauges_equal_the_reference_and_bad_input_is_dead_lettered(stack: Stack)
         (stack.topic("order"), first_order["seller_id"].encode(), orjson.dumps(conflicting),
          "already exists"),
     ]
-    batch_bad = {"event_id": "bad-4", "type": "shipment", "seller_id": "S000002",
+    batch_bad = {"event_id": "bad-4", "type": "shipment", "seller_id": good_shipment["seller_id"],
                  "occurred_at": "2024-06-01T00:00:00Z"}  # no order_id
-    msgs.append((stack.topic("shipment"), b"S000002", orjson.dumps([good_shipment, batch_bad])))
+    msgs.append((stack.topic("shipment"), good_shipment["seller_id"].encode(),
+                 orjson.dumps([good_shipment, batch_bad])))
     order_topic = stack.topic("order")
     # The conflicting order must follow the original in its partition: put it last.
     all_msgs = msgs + [(t, k, v) for t, k, v, _ in bad]

@@ -7,7 +7,9 @@ import pytest
 
 from streams.engine.catalog import default_catalog
 from streams.engine.events import parse_timestamp
-from streams.runtime.worker import Pipeline, chunk_key, parse_chunk_key
+from streams.runtime.changelog import chunk_key, parse_chunk_key
+from streams.runtime.pipeline import Pipeline
+from streams.runtime.topics import owner_partition
 from streams.settings import from_env
 
 pytestmark = pytest.mark.unit
@@ -16,8 +18,13 @@ ORDER = {"event_id": "e1", "type": "order", "seller_id": "s1", "order_id": "o1",
          "occurred_at": "2024-06-14T00:00:00Z", "ship_by": "2024-06-14T12:00:00Z"}
 
 
+P = owner_partition("s1", 4)  # the partition that owns seller s1 (of the default 4)
+
+
 def pipeline(**kw: object) -> Pipeline:
-    return Pipeline(from_env({}, as_of=AS_OF, **kw), default_catalog())
+    p = Pipeline(from_env({}, as_of=AS_OF, **kw), default_catalog())
+    p.ready = True
+    return p
 
 
 def test_single_events_and_arrays_are_applied() -> None:
@@ -25,13 +32,13 @@ def test_single_events_and_arrays_are_applied() -> None:
     ship = dict(ORDER, event_id="e2", type="shipment", occurred_at="2024-06-14T11:00:00Z",
                 tracking_id="T")
     del ship["ship_by"]
-    assert p.handle(orjson.dumps(ORDER), "orders", 3, 0, None) == []
-    assert p.handle(orjson.dumps([ship]), "shipments", 3, 0, None) == []
+    assert p.handle(orjson.dumps(ORDER), "orders", P, 0, None) == []
+    assert p.handle(orjson.dumps([ship]), "shipments", P, 0, None) == []
     doc = p.sellers_json("s1")
     assert doc is not None
     assert doc["sellers"]["s1"]["late_shipment_rate"]["denominator"] == 1
     assert doc["sellers"]["s1"]["valid_tracking_rate"]["value"] == 1.0
-    assert p.seller_partition == {"s1": 3}
+    assert p.seller_partition == {"s1": P}
 
 
 @pytest.mark.parametrize(
@@ -47,7 +54,7 @@ def test_single_events_and_arrays_are_applied() -> None:
 def test_bad_input_is_returned_for_the_dead_letter_topic(value: bytes | None,
                                                          reason: str) -> None:
     p = pipeline(max_message_bytes=4096)
-    bad = p.handle(value, "orders", 0, 7, None)
+    bad = p.handle(value, "orders", P, 7, None)
     assert len(bad) == 1
     assert reason in bad[0][1]
     metrics = p.render_metrics().decode()
@@ -56,9 +63,9 @@ def test_bad_input_is_returned_for_the_dead_letter_topic(value: bytes | None,
 
 def test_array_elements_fail_alone() -> None:
     p = pipeline()
-    bad_element = {"event_id": "x", "type": "refund", "seller_id": "s1",
+    bad_element = {"event_id": "x", "type": "order", "seller_id": "s1",
                    "occurred_at": "2024-06-14T00:00:00Z"}
-    bad = p.handle(orjson.dumps([ORDER, bad_element]), "orders", 0, 1, None)
+    bad = p.handle(orjson.dumps([ORDER, bad_element]), "orders", P, 1, None)
     assert [(raw, reason.split(":")[0]) for raw, reason in bad] == [
         (orjson.dumps(bad_element), "element 1")]
     assert p.sellers_json("s1") is not None
@@ -66,20 +73,21 @@ def test_array_elements_fail_alone() -> None:
 
 def test_dirty_chunks_carry_the_partition_and_restore_elsewhere() -> None:
     p = pipeline()
-    p.handle(orjson.dumps(ORDER), "orders", 2, 0, None)
+    p.handle(orjson.dumps(ORDER), "orders", P, 0, None)
     chunks = p.dirty_chunks()
-    assert {partition for partition, _, _ in chunks} == {2}
+    assert {partition for partition, _, _ in chunks} == {P}
     assert p.dirty_chunks() == []  # taken
     other = pipeline()
-    assert other.restore([(k, v) for _, k, v in chunks if v is not None], {2}) == 1
+    assert other.restore([(k, v) for _, k, v in chunks if v is not None], {P}) == 1
     assert other.sellers_json() == p.sellers_json()
-    assert pipeline().restore([(k, v) for _, k, v in chunks if v is not None], {0, 1}) == 0
+    others = set(range(4)) - {P}
+    assert pipeline().restore([(k, v) for _, k, v in chunks if v is not None], others) == 0
 
 
 def test_restore_drops_sellers_of_revoked_partitions() -> None:
     p = pipeline()
-    p.handle(orjson.dumps(ORDER), "orders", 2, 0, None)
-    p.restore([], {0, 1})
+    p.handle(orjson.dumps(ORDER), "orders", P, 0, None)
+    p.restore([], set(range(4)) - {P})
     assert p.sellers_json() == {"as_of": "2024-06-15T00:00:00Z", "sellers": {}}
     assert "s1" not in p.render_metrics().decode()
 
@@ -91,8 +99,8 @@ def test_chunk_keys_round_trip() -> None:
 
 def test_health_is_cheap_and_counts_messages() -> None:
     p = pipeline()
-    p.handle(orjson.dumps(ORDER), "orders", 1, 0, None)
-    p.handle(b"{", "orders", 1, 1, None)
+    p.handle(orjson.dumps(ORDER), "orders", P, 0, None)
+    p.handle(b"{", "orders", P, 1, None)
     doc = p.health()
     assert (doc["status"], doc["messages_consumed"], doc["sellers"]) == ("ok", 2, 1)
 
@@ -115,8 +123,8 @@ def test_a_conflict_inside_a_bulk_array_dead_letters_that_element_alone() -> Non
     p = pipeline()
     redefine = dict(ORDER, event_id="e9", ship_by="2024-06-14T13:00:00Z")
     other = dict(ORDER, event_id="e3", order_id="o2")
-    assert p.handle(orjson.dumps(ORDER), "orders", 0, 0, None) == []
-    bad = p.handle(orjson.dumps([ORDER, redefine, other]), "orders", 0, 1, None)
+    assert p.handle(orjson.dumps(ORDER), "orders", P, 0, None) == []
+    bad = p.handle(orjson.dumps([ORDER, redefine, other]), "orders", P, 1, None)
     assert bad == [(orjson.dumps(redefine), bad[0][1])]
     assert bad[0][1].startswith("element 1: order 'o1' of seller 's1' already exists")
     events = _counter(p, "popstream_events_processed_total")
@@ -127,17 +135,20 @@ def test_a_conflict_inside_a_bulk_array_dead_letters_that_element_alone() -> Non
 
 
 def test_bulk_and_single_messages_give_the_same_state_and_counts() -> None:
-    events = [dict(ORDER, event_id=f"e{i}", order_id=f"o{i % 7}",
-                   type="order" if i < 7 else "refund") for i in range(20)]
-    for e in events[7:]:
+    orders = [dict(ORDER, event_id=f"e{i}", order_id=f"o{i}") for i in range(7)]
+    refunds = [dict(ORDER, event_id=f"e{i}", order_id=f"o{i % 7}", type="refund")
+               for i in range(7, 20)]
+    for e in refunds:
         del e["ship_by"]
-    events.insert(5, {"type": "refund", "event_id": "bad"})  # invalid: fails alone
+    orders.insert(5, {"type": "order", "event_id": "bad"})  # invalid: fails alone
     single, bulk = pipeline(), pipeline()
-    single_bad = [b for i, e in enumerate(events)
-                  for b in single.handle(orjson.dumps(e), "t", 0, i, None)]
-    bulk_bad = bulk.handle(orjson.dumps(events), "t", 0, 0, None)
+    single_bad = [b for topic, group in (("orders", orders), ("refunds", refunds))
+                  for i, e in enumerate(group)
+                  for b in single.handle(orjson.dumps(e), topic, P, i, None)]
+    bulk_bad = (bulk.handle(orjson.dumps(orders), "orders", P, 0, None)
+                + bulk.handle(orjson.dumps(refunds), "refunds", P, 0, None))
     assert [raw for raw, _ in bulk_bad] == [raw for raw, _ in single_bad] == [
-        orjson.dumps(events[5])]
+        orjson.dumps(orders[5])]
     assert bulk.sellers_json() == single.sellers_json()
     for name in ("popstream_events_processed_total", "popstream_events_invalid_total"):
         assert _counter(bulk, name) == _counter(single, name)
@@ -158,7 +169,7 @@ def test_a_bad_seller_id_is_refused_every_time_on_both_paths(seller_id: str) -> 
         assert info.value.field == "$.seller_id"
         assert decode_events(orjson.dumps([ORDER, bad])) is None
     p = pipeline()
-    dead = p.handle(orjson.dumps([ORDER, bad]), "orders", 0, 0, None)
+    dead = p.handle(orjson.dumps([ORDER, bad]), "orders", P, 0, None)
     assert [(raw, reason.split(":")[0]) for raw, reason in dead] == [
         (orjson.dumps(bad), "element 1")]
     assert decode_events(orjson.dumps([ORDER])) is not None

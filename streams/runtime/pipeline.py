@@ -1,0 +1,465 @@
+"""What the worker does with one message, and per tick — free of Faust, so the
+Faust agent, the fast path and tests all drive the same code.
+
+The contract is a total function: every message (or element of a JSON array) has
+exactly one outcome — applied (in any of the engine's :class:`Outcome` s) or
+returned as ``(bytes, reason)`` for the dead-letter topic. No input raises. Checks,
+in order, each with its own reason class (the ``reason`` label of
+``popstream_events_invalid_total``):
+
+``empty``          a null value (a tombstone)
+``oversized``      more than ``POPSTREAM_MAX_MESSAGE_BYTES``
+``json``/``utf8``/``nesting``/``schema``/``unknown_type``  the decoder's verdicts
+``wrong_topic``    the event's ``type`` belongs to another topic
+``wrong_key``      the message key is not the event's ``seller_id``
+``wrong_partition`` the partition does not own the seller (Kafka's default
+                   partitioner on ``seller_id``): state kept here would be lost
+                   at the next restart, since recovery rebuilds a seller from
+                   its own partition only
+``too_far_ahead``  stamped more than ``POPSTREAM_FUTURE_HORIZON`` after the clock
+``conflict``       a second, different ``order`` for an existing order
+``internal``       anything else (a bug): still dead-lettered, never a crash
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from streams.engine.catalog import Catalog
+from streams.engine.engine import Engine, Outcome
+from streams.engine.events import (
+    EVENT_TYPES,
+    Event,
+    decode_event,
+    decode_events,
+    encode_event,
+    format_us,
+    split_batch,
+    type_tag,
+)
+from streams.errors import ConflictingEvent, InvalidEvent, TooFarAhead
+from streams.exporter import SellerCache, render_sellers
+from streams.runtime.changelog import ChangelogWriter, Record, assemble
+from streams.runtime.tallies import LatencyHistogram, Tally, TallyCollector
+from streams.runtime.topics import TopicNames, owner_partition
+from streams.settings import Settings
+
+log = logging.getLogger("popstream.pipeline")
+
+Bad = tuple[bytes, str]  # (the offending bytes, the reason)
+_OWNERS_MAX: Final = 1 << 20
+
+
+class Misrouted(InvalidEvent):
+    """A valid event on a topic, key or partition that does not belong to it."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass
+class PipelineMetrics:
+    """Pipeline health, in a registry of its own (the seller series are rendered
+    separately, see :mod:`streams.exporter`)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        # Per-event counters are tallies (plain ints, exported by a collector):
+        # see streams.runtime.tallies for why.
+        self.events = Tally("popstream_events_processed", "Events applied, by type and outcome.",
+                            ["type", "outcome"], labels_of=_event_labels)
+        self.invalid = Tally("popstream_events_invalid",
+                             "Invalid events sent to the dead-letter topic, by reason class.",
+                             ["reason"])
+        self.messages = Tally("popstream_messages_consumed", "Kafka messages consumed.",
+                              ["topic"])
+        self.latency = LatencyHistogram(
+            "popstream_event_latency_seconds",
+            "From an event's produce timestamp to its effect on the exported gauges.",
+            (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1,
+             0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        TallyCollector(self.events, self.invalid, self.messages, self.latency).register(r)
+        self.pending = Gauge("popstream_pending_orders",
+                             "Orders with events but no order event yet.", registry=r)
+        self.orders = Gauge("popstream_tracked_orders", "Order records held in state.",
+                            registry=r)
+        self.sellers = Gauge("popstream_sellers", "Sellers owned by this worker.", registry=r)
+        self.lag = Gauge("popstream_consumer_lag_messages",
+                         "Messages between the committed offset and the end of each "
+                         "assigned partition (includes up to one flush interval).",
+                         ["topic", "partition"], registry=r)
+        self.flushes = Counter("popstream_state_chunks_written",
+                               "Snapshot chunks written to the changelog.", registry=r)
+        self.split_chunks = Counter(
+            "popstream_state_chunks_split",
+            "Chunks larger than one changelog record, written as fragments.", registry=r)
+        self.freed = Counter("popstream_sellers_freed",
+                             "Sellers dropped because nothing of theirs is left in any "
+                             "window.", registry=r)
+        self.clock = Gauge("popstream_clock_seconds", "The engine's clock (as of).", registry=r)
+        self.dead_letter_failures = Counter(
+            "popstream_flush_failures",
+            "Flushes (changelog writes and dead letters) that failed and will be retried.",
+            registry=r)
+
+
+class Pipeline:
+    """Everything the worker does per message and per tick, free of Faust, so it
+    can be driven by the Faust agent or by a test directly."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        now = settings.as_of if settings.as_of is not None else _now_us()
+        # The horizon follows the wall clock. A fixed ``--as-of`` clock (a backfill)
+        # never moves, so events after it never count there; they are held as
+        # before rather than dead-lettered by the thousand.
+        horizon = (None if settings.as_of is not None
+                   else int(settings.future_horizon * 1_000_000))
+        self.engine = Engine(catalog, now=now, track_dirty=True, future_horizon=horizon)
+        self.metrics = PipelineMetrics()
+        self.seller_partition: dict[str, int] = {}
+        # Sellers freed by the engine, until their tombstones are written.
+        self._leaving: dict[str, int] = {}
+        self.max_bytes = settings.max_message_bytes
+        self.partitions = settings.partitions
+        self.changelog = ChangelogWriter()
+        names = TopicNames(settings.topic_prefix)
+        self._topic_type: dict[str, type] = {
+            names.for_type(t): _CLASS_OF[t] for t in EVENT_TYPES}
+        self._owner: dict[str, int] = {}
+        self._scrape_cache: SellerCache = {}
+        # Wall times of the first and last message handled: a throughput probe.
+        self.first_message_at: float | None = None
+        self.last_message_at: float | None = None
+        # Set by the worker: until the first recovery is done, state is partial.
+        self.ready = False
+        self.problems: dict[str, str] = {}  # condition -> reason, for /health
+
+    # --- messages ---------------------------------------------------------------
+
+    def handle(self, value: bytes | None, topic: str, partition: int, offset: int,
+               timestamp_ms: float | None, key: bytes | None = None) -> list[Bad]:
+        """Apply one Kafka message; return ``(bad bytes, reason)`` to dead-letter.
+
+        This runs once per message, and its loop once per event: it is written for
+        speed (tallies, local names, a whole bulk array decoded in one call). Any
+        message with something wrong in it takes :meth:`_handle_slowly`, which
+        finds and explains each bad event; what it re-applies is exact, because a
+        rejected event leaves the state as it was.
+        """
+        messages = self.metrics.messages.counts
+        mkey = (topic,)
+        messages[mkey] = messages.get(mkey, 0) + 1
+        if value is None or len(value) > self.max_bytes:
+            return self._handle_slowly(value, topic, partition, key, timestamp_ms)
+        if self.settings.as_of is None:
+            # Follow the wall clock per message, not per tick: an event stamped
+            # "now" by its producer must count now, not wait for the next tick.
+            self.engine.advance(_now_us())
+        counts = self.metrics.events.counts
+        expected = self._topic_type.get(topic)
+        sellers = self.seller_partition
+        seller_key = None
+        if key is not None:
+            try:
+                seller_key = key.decode()
+            except UnicodeDecodeError:
+                return self._handle_slowly(value, topic, partition, key, timestamp_ms)
+        index = 0
+        try:
+            if value[:1] != b"[":
+                event = decode_event(value)
+                sid = event.seller_id
+                if (type(event) is not expected
+                        or (sellers.get(sid, -1) != partition and not self._owned(sid, partition))
+                        or (seller_key is not None and sid != seller_key)):
+                    return self._handle_slowly(value, topic, partition, key, timestamp_ms)
+                outcome = self.engine.apply(event)
+                sellers[sid] = partition
+                key2 = (type(event), outcome)
+                counts[key2] = counts.get(key2, 0) + 1
+            else:
+                events = decode_events(value)
+                if events is None:
+                    return self._handle_slowly(value, topic, partition, key, timestamp_ms)
+                apply = self.engine.apply
+                for index, event in enumerate(events):
+                    sid = event.seller_id
+                    if (type(event) is not expected
+                            or (sellers.get(sid, -1) != partition
+                                and not self._owned(sid, partition))
+                            or (seller_key is not None and sid != seller_key)):
+                        return self._handle_slowly(value, topic, partition, key,
+                                                   timestamp_ms, index)
+                    outcome = apply(event)
+                    sellers[sid] = partition
+                    key2 = (type(event), outcome)
+                    counts[key2] = counts.get(key2, 0) + 1
+        except Exception:  # explained, element by element, by the slow path
+            return self._handle_slowly(value, topic, partition, key, timestamp_ms, index)
+        self._handled(timestamp_ms)
+        return []
+
+    def _owned(self, seller_id: str, partition: int) -> bool:
+        owner = self._owner.get(seller_id)
+        if owner is None:
+            if len(self._owner) >= _OWNERS_MAX:
+                self._owner.clear()
+            owner = self._owner[seller_id] = owner_partition(seller_id, self.partitions)
+        return owner == partition
+
+    def _handled(self, timestamp_ms: float | None) -> None:
+        self.last_message_at = now = time.time()
+        if self.first_message_at is None:
+            self.first_message_at = now
+        if timestamp_ms:
+            self.metrics.latency.observe(max(0.0, now - timestamp_ms / 1000))
+
+    def _handle_slowly(self, value: bytes | None, topic: str, partition: int,
+                       key: bytes | None, timestamp_ms: float | None,
+                       start: int = 0) -> list[Bad]:
+        """A message with something wrong: each event decoded, checked and applied
+        on its own, each bad one explained. ``start``: array elements before it
+        have been applied already (by :meth:`handle`)."""
+        invalid = self.metrics.invalid
+        if value is None:
+            invalid.add("empty")
+            bad = [(b"", "empty message value (a tombstone?)")]
+        elif len(value) > self.max_bytes:
+            invalid.add("oversized")
+            bad = [(value, f"oversized: {len(value)} bytes > {self.max_bytes} "
+                           "(POPSTREAM_MAX_MESSAGE_BYTES)")]
+        else:
+            try:
+                bad = self._apply_each(value, topic, partition, key, start)
+            except Exception as exc:  # a bug; the message still has an outcome
+                log.exception("internal error on %s[%d]", topic, partition)
+                invalid.add("internal")
+                bad = [(value, f"internal error: {type(exc).__name__}: {exc}")]
+        self._handled(timestamp_ms)
+        return bad
+
+    def _apply_each(self, value: bytes, topic: str, partition: int, key: bytes | None,
+                    start: int) -> list[Bad]:
+        try:
+            batch = split_batch(value)
+        except InvalidEvent as exc:
+            self.metrics.invalid.add(_reason_class(exc))
+            return [(value, str(exc))]
+        bad: list[Bad] = []
+        items: list[bytes] = [value] if batch is None else [bytes(b) for b in batch]
+        for index in range(start, len(items)):
+            raw = items[index]
+            where = "" if batch is None else f"element {index}: "
+            try:
+                self.apply_checked(raw, topic, partition, key)
+            except InvalidEvent as exc:
+                bad.append((raw, where + str(exc)))
+                self.metrics.invalid.add(_reason_class(exc))
+            except Exception as exc:  # a bug: dead-letter, count, say so, go on
+                log.exception("internal error on %s[%d]", topic, partition)
+                bad.append((raw, f"{where}internal error: {type(exc).__name__}: {exc}"))
+                self.metrics.invalid.add("internal")
+        return bad
+
+    def apply_checked(self, raw: bytes, topic: str, partition: int,
+                      key: bytes | None) -> Outcome:
+        """Decode, check where it arrived, apply; raises :class:`InvalidEvent`."""
+        event = decode_event(raw)
+        self._check_route(event, topic, partition, key)
+        outcome = self.engine.apply(event)
+        self.seller_partition[event.seller_id] = partition
+        counts = self.metrics.events.counts
+        k = (type(event), outcome)
+        counts[k] = counts.get(k, 0) + 1
+        return outcome
+
+    def _check_route(self, event: Event, topic: str, partition: int,
+                     key: bytes | None) -> None:
+        expected = self._topic_type.get(topic)
+        kind = type_tag(type(event))
+        if type(event) is not expected:
+            home = ", ".join(t for t, c in self._topic_type.items() if c is type(event))
+            raise Misrouted(f"a {kind!r} event on topic {topic!r}; {kind} events belong "
+                            f"on {home!r}", "wrong_topic")
+        seller_id = event.seller_id
+        if key is not None and key != seller_id.encode():
+            shown = key[:80].decode("utf-8", "backslashreplace")
+            raise Misrouted(f"message key {shown!r} is not the event's seller_id "
+                            f"{seller_id!r} (key each message by seller_id)", "wrong_key")
+        if not self._owned(seller_id, partition):
+            owner = self._owner[seller_id]
+            raise Misrouted(
+                f"seller {seller_id!r} belongs on partition {owner} of {self.partitions} "
+                f"(murmur2 of seller_id), not {partition}: produce with the seller id as "
+                "key and no explicit partition", "wrong_partition")
+
+    # --- time -------------------------------------------------------------------
+
+    def tick(self) -> list[Bad]:
+        """Let time pass (unless the clock is fixed); refresh gauges. Returns held
+        events that turned out to conflict when they became due (dead letters)."""
+        if self.settings.as_of is None:
+            self.engine.advance(_now_us())
+        bad: list[Bad] = []
+        for event, exc in self.engine.deferred_rejects:
+            self.metrics.invalid.add("conflict")
+            bad.append((encode_event(event), f"held until due, then: {exc}"))
+        self.engine.deferred_rejects.clear()
+        freed = self.engine.take_freed()
+        for seller_id in freed:
+            partition = self.seller_partition.pop(seller_id, None)
+            if partition is not None:
+                self._leaving[seller_id] = partition
+            self._scrape_cache.pop(seller_id, None)
+        if freed:
+            self.metrics.freed.inc(len(freed))
+        m = self.metrics
+        m.pending.set(self.engine.pending_orders)
+        m.orders.set(self.engine.tracked_orders)
+        m.sellers.set(len(self.seller_partition))
+        m.clock.set(self.engine.now / 1e6)
+        return bad
+
+    # --- persistence ------------------------------------------------------------
+
+    def dirty_chunks(self) -> list[Record]:
+        """``(partition, key, value)`` records of every chunk changed since the
+        last call (fragments and tombstones included), in write order."""
+        out: list[Record] = []
+        leaving = self._leaving
+        for seller_id, chunks in self.engine.take_dirty().items():
+            partition = self.seller_partition.get(seller_id)
+            if partition is None:
+                partition = leaving.pop(seller_id, None)
+                if partition is None:
+                    continue  # never seen on this worker: nothing of ours to persist
+            before = self.changelog.split_writes
+            for chunk, data in self.engine.seller_chunks(seller_id, chunks).items():
+                out += self.changelog.records(partition, seller_id, chunk, data)
+            if self.changelog.split_writes != before:
+                self.metrics.split_chunks.inc(self.changelog.split_writes - before)
+        self.metrics.flushes.inc(len(out))
+        return out
+
+    def restore(self, items: Iterable[tuple[bytes, bytes | None]], assigned: set[int]) -> int:
+        """Rebuild sellers of ``assigned`` partitions that the engine lacks from
+        table items; drop sellers of partitions no longer assigned."""
+        for seller_id, partition in list(self.seller_partition.items()):
+            if partition not in assigned:
+                self.engine.drop_seller(seller_id)
+                del self.seller_partition[seller_id]
+                self._scrape_cache.pop(seller_id, None)
+        chunks, problems = assemble(items, self.changelog)
+        for problem in problems:
+            log.error("changelog chunk skipped: %s", problem)
+        grouped: dict[str, dict[int | None, bytes]] = {}
+        partitions: dict[str, int] = {}
+        for c in chunks:
+            if c.seller_id in self.seller_partition:
+                continue  # already live here: the engine is ahead of the table
+            if c.partition is not None:
+                partitions[c.seller_id] = c.partition
+            grouped.setdefault(c.seller_id, {})[c.chunk] = c.data
+        # Keep what live events made dirty (not flushed yet); forget only what the
+        # restore itself marks, which is what the table already holds.
+        pending = self.engine.take_dirty()
+        restored = 0
+        for seller_id, seller_chunks in grouped.items():
+            owner = partitions.get(seller_id)
+            if owner is None or owner not in assigned:
+                continue
+            self.engine.restore_seller_chunks(seller_id, seller_chunks)
+            self.seller_partition[seller_id] = owner
+            restored += 1
+        self.engine.take_dirty()
+        self.engine.dirty = pending
+        return restored
+
+    # --- reading ----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        consumed = self.metrics.messages.total()
+        status = "starting" if not self.ready else "degraded" if self.problems else "ok"
+        return {
+            "status": status,
+            "problems": dict(self.problems),
+            "as_of": format_us(self.engine.now),
+            "messages_consumed": int(consumed),
+            "sellers": len(self.seller_partition),
+            "pending_orders": self.engine.pending_orders,
+            "tracked_orders": self.engine.tracked_orders,
+            "first_message_at": self.first_message_at,
+            "last_message_at": self.last_message_at,
+        }
+
+    def render_metrics(self) -> bytes:
+        return render_sellers(
+            self.engine,
+            trailer=generate_latest(self.metrics.registry).decode(),
+            cache=self._scrape_cache,
+        )
+
+    def sellers_json(self, seller_id: str | None = None) -> dict[str, Any] | None:
+        engine = self.engine
+        if seller_id is not None:
+            seller = engine.sellers.get(seller_id)
+            if seller is None or not seller.has_orders:
+                return None
+        ids = sorted(engine.seller_ids()) if seller_id is None else [seller_id]
+        return {
+            "as_of": format_us(engine.now),
+            "sellers": {
+                sid: {name: mv.to_dict() for name, mv in engine.seller_metrics(sid).items()}
+                for sid in ids
+            },
+        }
+
+
+def _event_labels(key: tuple[type, Outcome]) -> tuple[str, str]:
+    kind, outcome = key
+    return type_tag(kind), outcome.value
+
+
+def _reason_class(exc: InvalidEvent) -> str:
+    if isinstance(exc, Misrouted):
+        return exc.kind
+    if isinstance(exc, TooFarAhead):
+        return "too_far_ahead"
+    if isinstance(exc, ConflictingEvent):
+        return "conflict"
+    text = exc.reason
+    if text.startswith("invalid UTF-8"):
+        return "utf8"
+    if text.startswith("nesting deeper"):
+        return "nesting"
+    if text.startswith("not valid JSON") or text.startswith("undecodable"):
+        return "json"
+    if text.startswith("unknown event type"):
+        return "unknown_type"
+    return "schema"
+
+
+def _class_of() -> dict[str, type]:
+    from streams.engine import events as ev
+
+    return {"order": ev.Order, "cancellation": ev.Cancellation, "shipment": ev.Shipment,
+            "refund": ev.Refund, "feedback": ev.Feedback, "claim": ev.Claim,
+            "message": ev.Message}
+
+
+_CLASS_OF: Final = _class_of()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
