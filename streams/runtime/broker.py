@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from streams.errors import BrokerUnavailable
 
@@ -227,15 +227,21 @@ def start_broker(
     out.close()
     broker = EmbeddedKafka(data, port, controller_port, proc, owns_data_dir=owns)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BrokerError(
-                f"Kafka exited with code {proc.returncode} during start-up; log tail:\n"
-                + _log_tail(log_path) + "\n" + _log_tail(data / "stdout.log")
-            )
-        if _READY_LINE in _log_tail(log_path, 200) and _port_open(port):
-            return broker
-        time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {proc.returncode} during start-up; log tail:\n"
+                    + _log_tail(log_path) + "\n" + _log_tail(data / "stdout.log")
+                )
+            if _READY_LINE in _log_tail(log_path, 200) and _port_open(port):
+                return broker
+            time.sleep(0.2)
+    except BaseException:
+        # Interrupted while waiting (Ctrl-C, SIGTERM): the JVM runs in a session
+        # of its own, so nothing else would ever stop it.
+        broker.stop()
+        raise
     broker.stop()
     raise BrokerError(f"Kafka did not start within {timeout:.0f} s; log tail:\n"
                       + _log_tail(log_path))
@@ -265,28 +271,71 @@ def default_data_dir() -> Path:
     return cache_dir() / "broker-data"
 
 
+class _Stop(Exception):
+    """A stop signal arrived (SIGTERM, SIGHUP; SIGINT is KeyboardInterrupt)."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def cli_start(data_dir: Path, port: int, foreground: bool) -> int:
     pidfile = data_dir / "broker.pid"
     if pidfile.exists() and _alive(int(pidfile.read_text().split()[0])):
         pid, bootstrap = pidfile.read_text().split()
         print(f"popstream: broker already running (pid {pid}) at {bootstrap}")
         return 0
+    previous: dict[int, Any] = {}
+    if foreground:
+        # In the foreground the JVM lives exactly as long as this process: a stop
+        # signal (Ctrl-C, SIGTERM from a supervisor or `kill`, SIGHUP when the
+        # terminal goes) stops it, even mid-start. Left at their defaults,
+        # SIGTERM and SIGHUP would end this process and orphan the JVM, which runs
+        # in a session of its own.
+        previous = {sig: signal.signal(sig, _raise_stop) for sig in _STOP_SIGNALS[1:]}
     try:
-        broker = start_broker(data_dir, port=port, progress=lambda m: print(f"popstream: {m}",
-                                                                              file=sys.stderr))
+        return _start(data_dir, port, foreground, pidfile)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start(data_dir: Path, port: int, foreground: bool, pidfile: Path) -> int:
+    def progress(message: str) -> None:
+        print(f"popstream: {message}", file=sys.stderr, flush=True)
+
+    try:
+        broker = start_broker(data_dir, port=port, progress=progress)
     except BrokerError as exc:
         print(f"popstream: {exc}", file=sys.stderr)
         return 1
+    except (_Stop, KeyboardInterrupt):
+        print("popstream: start interrupted; broker stopped", file=sys.stderr)
+        return 1
     pidfile.write_text(f"{broker.pid} {broker.bootstrap_servers}\n")
     print(f"popstream: Kafka {KAFKA_VERSION} at {broker.bootstrap_servers} "
-          f"(pid {broker.pid}, data {data_dir})")
+          f"(pid {broker.pid}, data {data_dir})", flush=True)
     if not foreground:
         return 0
+    stopped = False
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        broker.process.wait()  # until a stop signal's handler raises, or the JVM dies
+    except (_Stop, KeyboardInterrupt):
+        stopped = True
     finally:
+        for sig in _STOP_SIGNALS:  # a second signal must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         broker.stop()
         pidfile.unlink(missing_ok=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not stopped:
+        print(f"popstream: Kafka exited on its own (code {broker.process.returncode}); "
+              f"log: {broker.log_path}", file=sys.stderr)
+        return 1
+    print("popstream: broker stopped", flush=True)
     return 0
 
 
@@ -342,7 +391,7 @@ def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="KRaft log dir (default .cache/broker-data)")
     bp.add_argument("--port", type=int, default=9092)
     bp.add_argument("--foreground", action="store_true",
-                    help="stay attached; Ctrl-C stops the broker")
+                    help="stay attached; Ctrl-C, SIGTERM or SIGHUP stops the broker")
 
 
 def run_cli(args: argparse.Namespace) -> int:
