@@ -104,6 +104,16 @@ class KafkaSecurity:
                 raise ConfigError(f"KAFKA_{name.upper()} does not name a file: {path}")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        try:
+            self.ssl_context()
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            files = ", ".join(f"{n}={p}" for n, p in (
+                ("KAFKA_SSL_CAFILE", self.ssl_cafile), ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                ("KAFKA_SSL_KEYFILE", self.ssl_keyfile)) if p is not None)
+            raise ConfigError(
+                f"cannot build a TLS context from {files or 'the system CA bundle'}: "
+                f"{getattr(exc, 'reason', None) or exc}"
+            ) from None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.protocol.endswith("SSL"):

@@ -129,3 +129,12 @@ def test_command_line_values_are_validated_too() -> None:
         from_env({}, web_port=99_999)
     with pytest.raises(ConfigError, match="POPSTREAM_STORE"):
         from_env({}, store="memory")
+
+
+def test_tls_files_that_are_not_pem_fail_at_start(tmp_path: Path) -> None:
+    not_a_ca = tmp_path / "ca.pem"
+    not_a_ca.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="cannot build a TLS context from KAFKA_SSL_CAFILE="):
+        from_env({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(not_a_ca)})
+    # Without TLS the files are not used, so not read.
+    assert from_env({"KAFKA_SSL_CAFILE": str(not_a_ca)}).security.protocol == "PLAINTEXT"
