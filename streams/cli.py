@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         "produce",
         help="publish a JSON Lines log to the event topics",
         description="Validate each line and publish it to its type's topic, keyed by "
-        "seller_id, with an idempotent producer. Invalid lines are reported, not sent.",
+        "seller_id, with an idempotent producer. A line may hold one event or a JSON "
+        "array of events: an array of one seller and one type goes as one message, "
+        "any other array event by event. Invalid lines and elements (LINE[i]) are "
+        "reported, not sent. Standard input is sent line by line as it arrives: "
+        "tail -f events.jsonl | popstream produce -",
     )
     pp.add_argument("path", help="JSON Lines file, or - for standard input")
     _kafka_args(pp)
@@ -364,10 +368,11 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 def _cmd_produce(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.replay import Progress, read_lines
-    from streams.runtime.producer import produce_lines
+    from streams.replay import Progress
+    from streams.runtime.producer import produce_lines, stream_lines
 
     settings = _settings(args)
+    stream: IO[bytes]
     if args.path == "-":
         stream, total = sys.stdin.buffer, None
     else:
@@ -379,15 +384,22 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         total = os.fstat(stream.fileno()).st_size
     progress = Progress(total, f"produce {args.path}")
     try:
-        report = asyncio.run(produce_lines(settings, read_lines(stream, progress.update)))
+        report = asyncio.run(produce_lines(settings, stream_lines(stream, progress.update)))
+    except OSError as exc:
+        print(f"popstream: cannot read {args.path}: {exc}", file=sys.stderr)
+        return EXIT_NOINPUT
     finally:
         progress.close()
-        stream.close()
-    for number, error in report.rejected[:1000]:
-        print(f"popstream: line {number}: {error}", file=sys.stderr)
-    print(f"popstream: sent {report.sent} events, {len(report.rejected)} invalid lines "
-          "not sent", file=sys.stderr)
-    return EXIT_OK
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    for where, error in report.rejected[:1000]:
+        print(f"popstream: line {where}: {error}", file=sys.stderr)
+    for reason in report.errors:
+        print(f"popstream: delivery failed: {reason}", file=sys.stderr)
+    failed = f", {report.failed} failed delivery" if report.failed else ""
+    print(f"popstream: sent {report.sent} events in {report.messages} messages{failed}, "
+          f"{len(report.rejected)} invalid lines or elements not sent", file=sys.stderr)
+    return EXIT_BROKER if report.failed else EXIT_OK
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
