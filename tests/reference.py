@@ -79,10 +79,10 @@ def reference_report(
     # 3. A message counts for its order when its latest event (latest occurred_at,
     #    ties to the later processed) is a buyer's, needs a response, names an order.
     buyer_messages: dict[tuple[str, str], int] = defaultdict(int)
-    for (seller, _mid), evs in messages.items():
-        _, latest = max(evs, key=lambda p: (to_us(p[1].occurred_at), p[0]))
-        if latest.sender == "buyer" and latest.response_needed and latest.order_id:
-            buyer_messages[(seller, latest.order_id)] += 1
+    for (seller, _mid), thread in messages.items():
+        _, last = max(thread, key=lambda p: (to_us(p[1].occurred_at), p[0]))
+        if last.sender == "buyer" and last.response_needed and last.order_id:
+            buyer_messages[(seller, last.order_id)] += 1
 
     # 4. Per order, each predicate from its definition.
     per_order: dict[str, list[tuple[int, dict[str, bool]]]] = defaultdict(list)

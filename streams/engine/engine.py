@@ -253,6 +253,9 @@ class Engine:
         self.now = now
         self.today = now // US_PER_DAY
         self.sellers: dict[str, Seller] = {}
+        # A dict never shrinks its table as keys leave: rebuilt once freeing left
+        # it under a quarter of this high-water mark (see _roll).
+        self._peak_sellers = 0
         self._orders_by_day = DayIndex()
         self._messages_by_day = DayIndex()
         self._wakeups: list[tuple[int, str]] = []
@@ -365,6 +368,9 @@ class Engine:
             seller = sellers.get(seller_id)
             if seller is not None:
                 self._free_if_empty(seller)
+        if len(sellers) * 4 < self._peak_sellers:
+            self.sellers = dict(sellers)
+            self._peak_sellers = len(sellers)
 
     # --- events -----------------------------------------------------------------
 
@@ -463,7 +469,10 @@ class Engine:
         return Outcome.HELD
 
     def _new_seller(self, seller_id: str) -> Seller:
-        seller = self.sellers[seller_id] = Seller(seller_id, self._n_windows)
+        sellers = self.sellers
+        seller = sellers[seller_id] = Seller(seller_id, self._n_windows)
+        if len(sellers) > self._peak_sellers:
+            self._peak_sellers = len(sellers)
         if self._freed:
             self._freed.pop(seller_id, None)  # back before the caller forgot it
         return seller

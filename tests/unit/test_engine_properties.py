@@ -2,7 +2,8 @@
 
 Shuffles, redeliveries, retractions (removed feedback, withdrawn claims, messages
 marked no-response-needed), invalid lines, window and midnight boundaries, events
-after ``now``, crashes with at-least-once replay, and clocks that move.
+after ``now``, crashes with at-least-once replay, and clocks that move; bounded
+state: sellers freed once they hold nothing, events beyond the future horizon.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import contextlib
 import datetime as dt
 
 import msgspec
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.engine.engine import Engine, MetricValue
-from streams.engine.events import Event, decode_event, to_us
-from streams.errors import InvalidEvent
+from streams.engine.engine import META, Engine, MetricValue
+from streams.engine.events import US_PER_DAY, Event, decode_event, format_us, to_us
+from streams.errors import InvalidEvent, TooFarAhead
 from tests.reference import reference_report
 from tests.unit.strategies import NOW, logs
 
@@ -196,3 +198,128 @@ def test_incremental_chunks_persist_exactly(lines: list[bytes], data: st.DataObj
     today = later // 86_400_000_000
     stale = [chunk for _, chunk in table if chunk is not None and today - chunk >= 90]
     assert stale == [], "days that left the longest window must be tombstoned"
+
+
+def _holds_something(engine: Engine) -> bool:
+    return all(s.orders or s.messages or s.future for s in engine.sellers.values())
+
+
+@PROFILE
+@given(logs(), st.data())
+def test_every_seller_is_freed_once_the_clock_passes_the_longest_window(
+    lines: list[bytes], data: st.DataObject
+) -> None:
+    """With the clock running far past the longest window (in random steps, held
+    events applying on the way), every seller is freed, take_freed() names each
+    exactly once, the report equals the reference all along, no seller holding
+    nothing is ever kept, and the persisted chunks end up all tombstoned: a
+    recovery from them has no seller at all."""
+    engine = Engine(now=NOW_US, track_dirty=True)
+    table: dict[tuple[str, int | None], bytes] = {}
+    for i, line in enumerate(lines, start=1):
+        _feed(engine, [line])
+        if data.draw(st.booleans(), label=f"flush after {i}"):
+            _persist(engine, table)
+    assert _holds_something(engine)
+    named = engine.take_freed()
+    assert not set(named) & set(engine.sellers), "a freed seller is still held"
+    # A held event applied late creates state anchored at that later day, and a
+    # message outlives its anchor while its order (maybe a pending one) is alive:
+    # ~180 days after the last event applied bound every lifetime. So: random
+    # steps, then two of 400 days (the first applies whatever is still held).
+    steps = data.draw(st.lists(st.sampled_from(
+        [1, US_PER_DAY // 2, US_PER_DAY, 45 * US_PER_DAY, 90 * US_PER_DAY]), max_size=6),
+        label="steps")
+    now = NOW_US
+    for step in [*steps, 400 * US_PER_DAY, 400 * US_PER_DAY]:
+        now += step
+        engine.advance(now)
+        assert _holds_something(engine)
+        freed = engine.take_freed()
+        assert not set(freed) & set(engine.sellers)
+        named += freed
+        assert _as_dicts(engine.report()) == reference_report(_valid(lines), now)
+        _persist(engine, table)
+        assert _as_dicts(_recover(table, now).report()) == _as_dicts(engine.report())
+    assert engine.sellers == {}
+    assert sorted(named) == sorted({e.seller_id for e in _valid(lines)})
+    assert engine.tracked_orders == engine.pending_orders == 0
+    assert table == {}, "every chunk of a freed seller must be tombstoned"
+    assert _recover(table, now).sellers == {}
+
+
+def _ahead(line: bytes, us: int, event_id: str) -> bytes:
+    """``line`` (a non-order event) stamped ``us`` after now, under a new id."""
+    doc = orjson.loads(line)
+    doc["occurred_at"] = format_us(NOW_US + us)
+    doc["event_id"] = event_id
+    return orjson.dumps(doc)
+
+
+_HORIZONS = (0, 1, 3_600_000_000, 12 * 3_600_000_000 - 1, 3 * US_PER_DAY)
+_AHEAD = (1, 3_600_000_000, 3 * US_PER_DAY, 3 * US_PER_DAY + 1, 5 * 365 * US_PER_DAY)
+
+
+@PROFILE
+@given(logs(), st.sampled_from(_HORIZONS), st.data())
+def test_events_beyond_the_future_horizon_are_rejected(
+    lines: list[bytes], horizon: int, data: st.DataObject
+) -> None:
+    """An event more than ``future_horizon`` after the clock is rejected and leaves
+    the state as it was; the rest is exactly the reference without it, now and
+    once the clock has moved on (held events applied)."""
+    sources = [line for line in _valid_lines(lines) if b'"type":"order"' not in line]
+    for n in range(data.draw(st.integers(0, 4), label="far events") if sources else 0):
+        line = _ahead(data.draw(st.sampled_from(sources)),
+                      data.draw(st.sampled_from(_AHEAD)), f"far{n}")
+        lines.insert(data.draw(st.integers(0, len(lines))), line)
+        if data.draw(st.booleans(), label="redelivered"):
+            lines.insert(data.draw(st.integers(0, len(lines))), line)
+    engine = Engine(now=NOW_US, future_horizon=horizon)
+    kept: list[bytes] = []
+    for line in lines:
+        before = engine.snapshot()
+        error: InvalidEvent | None = None
+        try:
+            engine.apply_bytes(line)
+        except InvalidEvent as exc:
+            error = exc
+        if isinstance(error, TooFarAhead):
+            assert error.field == "$.occurred_at"
+            assert engine.snapshot() == before
+            continue
+        kept.append(line)
+    beyond = [e for e in _valid(lines) if to_us(e.occurred_at) - NOW_US > horizon]
+    assert len(_valid(lines)) - len(_valid(kept)) == len(beyond)
+    assert _as_dicts(engine.report()) == reference_report(_valid(kept), NOW_US)
+    later = NOW_US + data.draw(st.integers(0, 4 * US_PER_DAY), label="step")
+    engine.advance(later)
+    assert _as_dicts(engine.report()) == reference_report(_valid(kept), later)
+    assert all(
+        at - NOW_US <= horizon for s in engine.sellers.values() for at, _, _ in s.future
+    )
+
+
+def _valid_lines(lines: list[bytes]) -> list[bytes]:
+    out = []
+    for line in lines:
+        with contextlib.suppress(InvalidEvent):
+            decode_event(line)
+            out.append(line)
+    return out
+
+
+def test_freed_seller_chunks_are_tombstones() -> None:
+    """The contract _persist relies on: a freed seller's chunks read as None."""
+    line = (
+        b'{"event_id":"a","type":"order","seller_id":"s1","order_id":"o1",'
+        b'"occurred_at":"2024-06-15T00:00:00Z","ship_by":"2024-06-16T00:00:00Z"}'
+    )
+    engine = Engine(now=NOW_US, track_dirty=True)
+    engine.apply_bytes(line)
+    engine.take_dirty()
+    engine.advance(NOW_US + 90 * US_PER_DAY)
+    day = NOW_US // US_PER_DAY
+    assert engine.take_dirty() == {"s1": {day, META}}
+    assert engine.seller_chunks("s1", {day, META}) == {day: None, META: None}
+    assert engine.take_freed() == ["s1"]
