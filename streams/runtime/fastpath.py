@@ -50,14 +50,16 @@ class BatchConsumer(_aiokafka.Consumer):
         may_consume: asyncio.Event | None = getattr(self.app, "popstream_may_consume", None)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                if may_consume is not None and not may_consume.is_set():
-                    await may_consume.wait()
-                    continue  # positions may have moved (a rebalance) while paused
+                generation = self.app.consumer_generation_id
                 records, _ = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
                 if not records or self.should_stop:
                     continue
-                generation = self.app.consumer_generation_id
+                if may_consume is not None and not may_consume.is_set():
+                    # Paused while these were fetched: hold them (one fetch, bounded)
+                    # until the worker can save again; a rebalance meanwhile makes
+                    # the generation check below drop them (positions are reset).
+                    await may_consume.wait()
                 for tp, batch in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         break  # a rebalance began: positions will be reset

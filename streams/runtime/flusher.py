@@ -35,7 +35,7 @@ log = logging.getLogger("popstream.flush")
 # send(topic, key, value, partition, headers) -> a delivery future
 Send = Callable[[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None],
                 Awaitable[Awaitable[Any]]]
-_MIN_LETTER_LIMIT: Final = 4096
+MIN_LETTER_LIMIT: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +147,8 @@ class Flusher:
                 raise result
 
     def _shrink_if_too_large(self, exc: BaseException) -> None:
-        if "TooLarge" in type(exc).__name__ and self.letter_limit > _MIN_LETTER_LIMIT:
-            self.letter_limit = max(_MIN_LETTER_LIMIT, self.letter_limit // 2)
+        if "TooLarge" in type(exc).__name__ and self.letter_limit > MIN_LETTER_LIMIT:
+            self.letter_limit = max(MIN_LETTER_LIMIT, self.letter_limit // 2)
 
     def stalled_for(self) -> float:
         """Seconds the flush in flight has been waiting (0 when none is)."""
