@@ -20,9 +20,11 @@ and collectors far more often than to a terminal.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Final, TextIO
@@ -149,11 +151,28 @@ def make_handler(stream: TextIO | None = None) -> logging.Handler:
     return handler
 
 
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: an exception that ends a thread becomes one log
+    line, not a bare traceback on stderr. Faust runs its consumer in a thread,
+    which is cancelled when a worker stops while Kafka is away: that is the
+    shutdown working, so it is a warning without a traceback."""
+    name = args.thread.name if args.thread is not None else "?"
+    log = logging.getLogger("popstream.thread")
+    if issubclass(args.exc_type, SystemExit):
+        return  # as the default hook does
+    if issubclass(args.exc_type, asyncio.CancelledError):
+        log.warning("thread %s cancelled while stopping", name)
+    elif args.exc_value is not None:
+        log.error("thread %s died: %s", name, args.exc_type.__name__,
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
 def setup_logging(level: str = "warning") -> None:
     """Route every log record through one logfmt handler on stderr (idempotent:
-    a second call replaces the handler)."""
+    a second call replaces the handler), uncaught thread exceptions included."""
     root = logging.getLogger()
     root.handlers[:] = [make_handler()]
     numeric = getattr(logging, level.upper(), logging.WARNING)
     root.setLevel(numeric if level == "debug" else logging.WARNING)
     logging.getLogger("popstream").setLevel(numeric)
+    threading.excepthook = log_thread_exception

@@ -3,8 +3,10 @@ start, and no floods when Kafka goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from streams.logs import (
     RateLimitFilter,
     TransientStartupFilter,
     clean,
+    log_thread_exception,
     make_handler,
     setup_logging,
 )
@@ -165,12 +168,45 @@ def test_one_line_per_record_even_with_newlines_and_tracebacks() -> None:
 
 def test_setup_logging_is_idempotent() -> None:
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved = root.handlers[:], root.level, threading.excepthook
     try:
         setup_logging("info")
         setup_logging("warning")
         assert len(root.handlers) == 1
         assert {type(f) for f in root.handlers[0].filters} == {TransientStartupFilter,
                                                                 RateLimitFilter}
+        assert threading.excepthook is log_thread_exception
     finally:
-        root.handlers[:], root.level = saved
+        root.handlers[:], root.level, threading.excepthook = saved
+
+
+def _die(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (ValueError("boom"), 'level=error logger=popstream.thread msg="thread t died: ValueError"'),
+    (asyncio.CancelledError(), 'level=warning logger=popstream.thread msg="thread t cancelled'),
+    (SystemExit(0), None),
+])
+def test_an_exception_ending_a_thread_is_one_log_line(
+    exc: BaseException, expected: str | None,
+) -> None:
+    stream = io.StringIO()
+    log = logging.getLogger("popstream.thread")
+    saved = log.handlers[:], log.propagate, threading.excepthook
+    log.handlers[:], log.propagate = [make_handler(stream)], False
+    threading.excepthook = log_thread_exception
+    try:
+        thread = threading.Thread(target=_die, args=(exc,), name="t")
+        thread.start()
+        thread.join()
+    finally:
+        log.handlers[:], log.propagate, threading.excepthook = saved
+    lines = stream.getvalue().splitlines()
+    if expected is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1
+        assert expected in lines[0]
+        assert "Traceback" not in lines[0] or "ValueError: boom" in lines[0]
