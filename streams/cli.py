@@ -226,6 +226,12 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("topics", "produce", "simulate"):
+        from streams.logs import setup_logging
+
+        # Kafka clients' logs as logfmt lines, rate-limited: a produce caught
+        # mid-send by a broker restart logged 232k lines in 27 s before.
+        setup_logging("warning")
     try:
         if args.command == "replay":
             return _cmd_replay(args)
@@ -236,12 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "produce":
             return _cmd_produce(args)
         if args.command == "worker":
-            from streams.runtime.worker import run_worker
-
-            settings = _settings(args, as_of=args.as_of, web_port=args.web_port,
-                                 store=args.store, data_dir=args.data_dir,
-                                 catalog_path=args.catalog)
-            return run_worker(settings, loglevel=args.loglevel)
+            return _cmd_worker(args)
         if args.command == "simulate":
             return _cmd_simulate(args)
         if args.command == "demo":
@@ -265,6 +266,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"popstream: {exc}", file=sys.stderr)
         return EXIT_BROKER
     raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Settings, then the pre-flight checks (one line and exit 5 or 6 for what
+    would otherwise be a Faust traceback), then Faust."""
+    from streams.logs import setup_logging
+    from streams.runtime.faust_options import scrub_faust_environment
+
+    scrub_faust_environment()  # before anything imports faust
+    settings = _settings(args, as_of=args.as_of, web_port=args.web_port,
+                         store=args.store, data_dir=args.data_dir,
+                         catalog_path=args.catalog)
+    setup_logging(args.loglevel)
+    _catalog(settings.catalog_path)  # a bad catalog is exit 5 here, not a traceback later
+
+    from streams.runtime.preflight import preflight
+
+    preflight(settings)
+    from streams.runtime.worker import run_worker
+
+    return run_worker(settings, loglevel=args.loglevel)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
