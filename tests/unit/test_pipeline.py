@@ -173,3 +173,35 @@ def test_a_bad_seller_id_is_refused_every_time_on_both_paths(seller_id: str) -> 
     assert [(raw, reason.split(":")[0]) for raw, reason in dead] == [
         (orjson.dumps(bad), "element 1")]
     assert decode_events(orjson.dumps([ORDER])) is not None
+
+
+def test_a_seller_with_nothing_left_in_any_window_is_freed_everywhere() -> None:
+    """Orders leave the longest window: the seller leaves the engine, the
+    seller->partition map, /metrics and the API, and tombstones for every chunk
+    it had go to its partition (a compacted changelog forgets it too)."""
+    from streams.engine.events import US_PER_DAY
+
+    settings = from_env({})
+    p = Pipeline(settings, default_catalog())
+    p.ready = True
+    now = p.engine.now
+    order = dict(ORDER, occurred_at=_iso(now - US_PER_DAY), ship_by=_iso(now + US_PER_DAY))
+    assert p.handle(orjson.dumps(order), "orders", P, 0, None, b"s1") == []
+    written = {key: value for _, key, value in p.dirty_chunks()}
+    assert all(value is not None for value in written.values())
+    assert "s1" in p.render_metrics().decode()
+    p.engine.advance(now + 100 * US_PER_DAY)  # past the 90-day window
+    p.tick()
+    assert p.seller_partition == {}
+    assert p.sellers_json("s1") is None
+    assert 'seller_id="s1"' not in p.render_metrics().decode()
+    tombstones = p.dirty_chunks()
+    assert {key for _, key, value in tombstones if value is None} >= set(written)
+    assert {partition for partition, _, _ in tombstones} == {P}
+    assert "popstream_sellers_freed_total 1.0" in p.render_metrics().decode()
+
+
+def _iso(us: int) -> str:
+    from streams.engine.events import format_us
+
+    return format_us(us)
