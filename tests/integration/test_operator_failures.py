@@ -398,6 +398,7 @@ def test_a_normal_start_logs_no_error_and_no_escape_and_binds_to_web_host(
               if "level=error" in line or "level=critical" in line]
     assert errors == [], w.stderr
     assert ESC not in w.stderr
+    assert ESC not in w.stdout_path.read_text(errors="replace")  # Faust's spinner is off
     assert "Traceback" not in w.stderr
 
 
