@@ -319,8 +319,8 @@ class Pipeline:
         freed = self.engine.take_freed()
         for seller_id in freed:
             partition = self.seller_partition.pop(seller_id, None)
-            if partition is not None:
-                self._leaving[seller_id] = partition
+            if partition is not None and seller_id in self.engine.dirty:
+                self._leaving[seller_id] = partition  # until its tombstones are written
             self._scrape_cache.pop(seller_id, None)
         if freed:
             self.metrics.freed.inc(len(freed))
@@ -371,9 +371,9 @@ class Pipeline:
             if c.partition is not None:
                 partitions[c.seller_id] = c.partition
             grouped.setdefault(c.seller_id, {})[c.chunk] = c.data
-        # Keep what live events made dirty (not flushed yet); forget only what the
-        # restore itself marks, which is what the table already holds.
-        pending = self.engine.take_dirty()
+        # What a restore marks dirty differs from the table: days that left the
+        # window while the worker was away (tombstones), deadlines that passed and
+        # held events that fell due. All of it is written by the next flush.
         restored = 0
         for seller_id, seller_chunks in grouped.items():
             owner = partitions.get(seller_id)
@@ -382,8 +382,6 @@ class Pipeline:
             self.engine.restore_seller_chunks(seller_id, seller_chunks)
             self.seller_partition[seller_id] = owner
             restored += 1
-        self.engine.take_dirty()
-        self.engine.dirty = pending
         return restored
 
     # --- reading ----------------------------------------------------------------
