@@ -53,7 +53,9 @@ from streams.settings import Settings
 log = logging.getLogger("popstream.pipeline")
 
 Bad = tuple[bytes, str]  # (the offending bytes, the reason)
-_OWNERS_MAX: Final = 1 << 20
+# Owner partitions of sellers not (yet) in the seller->partition map: only events
+# that are refused or first of their seller look here, so a small cache will do.
+_OWNERS_MAX: Final = 1 << 16
 
 
 class Misrouted(InvalidEvent):
