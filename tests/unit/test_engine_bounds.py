@@ -7,13 +7,13 @@ import gc
 import tracemalloc
 from typing import Any
 
-import orjson
 import pytest
 
 from streams.engine.engine import META, Engine, Outcome
 from streams.engine.events import US_PER_DAY, decode_event, parse_timestamp
 from streams.errors import ConfigError, TooFarAhead
 from streams.exporter import SellerCache, render_sellers
+from tests.unit.builders import ev, order
 
 pytestmark = pytest.mark.unit
 
@@ -21,27 +21,6 @@ NOW = "2024-06-15T12:00:00Z"
 NOW_US = parse_timestamp(NOW)
 TODAY = NOW_US // US_PER_DAY
 HOUR = 3_600_000_000
-_ids = iter(range(10**9))
-
-
-def ev(kind: str, at: str, order: str | None = "o1", seller: str = "s1", **fields: Any) -> bytes:
-    doc: dict[str, Any] = {
-        "event_id": fields.pop("event_id", f"e{next(_ids)}"),
-        "type": kind,
-        "seller_id": seller,
-        "occurred_at": at,
-        **fields,
-    }
-    if order is not None:
-        doc["order_id"] = order
-    return orjson.dumps(doc)
-
-
-def order(at: str = "2024-06-14T10:00:00Z", ship_by: str = "2024-06-16T10:00:00Z",
-          **kw: Any) -> bytes:
-    return ev("order", at, ship_by=ship_by, **kw)
-
-
 def msg(at: str, order: str | None = "o1", **kw: Any) -> bytes:
     return ev("message", at, order=order, message_id=kw.pop("message_id", "m1"),
               sender=kw.pop("sender", "buyer"), response_needed=True, **kw)

@@ -8,37 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
 from streams.engine.engine import Engine, Outcome
 from streams.engine.events import parse_timestamp
 from streams.errors import ConflictingEvent
+from tests.unit.builders import ev, order
 
 pytestmark = pytest.mark.unit
 
 NOW = "2024-06-15T12:00:00Z"
-_ids = iter(range(10**9))
-
-
-def ev(kind: str, at: str, order: str | None = "o1", seller: str = "s1", **fields: Any) -> bytes:
-    doc: dict[str, Any] = {
-        "event_id": fields.pop("event_id", f"e{next(_ids)}"),
-        "type": kind,
-        "seller_id": seller,
-        "occurred_at": at,
-        **fields,
-    }
-    if order is not None:
-        doc["order_id"] = order
-    return orjson.dumps(doc)
-
-
-def order(at: str = "2024-06-14T10:00:00Z", ship_by: str = "2024-06-16T10:00:00Z",
-          **kw: Any) -> bytes:
-    return ev("order", at, ship_by=ship_by, **kw)
-
-
 def run(*lines: bytes, now: str = NOW) -> Engine:
     engine = Engine(now=parse_timestamp(now))
     for line in lines:
