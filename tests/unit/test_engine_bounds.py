@@ -21,6 +21,8 @@ NOW = "2024-06-15T12:00:00Z"
 NOW_US = parse_timestamp(NOW)
 TODAY = NOW_US // US_PER_DAY
 HOUR = 3_600_000_000
+
+
 def msg(at: str, order: str | None = "o1", **kw: Any) -> bytes:
     return ev("message", at, order=order, message_id=kw.pop("message_id", "m1"),
               sender=kw.pop("sender", "buyer"), response_needed=True, **kw)

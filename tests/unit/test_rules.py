@@ -18,6 +18,8 @@ from tests.unit.builders import ev, order
 pytestmark = pytest.mark.unit
 
 NOW = "2024-06-15T12:00:00Z"
+
+
 def run(*lines: bytes, now: str = NOW) -> Engine:
     engine = Engine(now=parse_timestamp(now))
     for line in lines:
