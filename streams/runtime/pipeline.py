@@ -180,7 +180,16 @@ class Pipeline:
         index = 0
         try:
             if value[:1] != b"[":
-                event = decode_event(value)
+                try:
+                    event = decode_event(value)
+                except InvalidEvent as exc:
+                    if value.lstrip()[:1] == b"[":  # an array behind whitespace
+                        raise
+                    # Explained once: decoding a hostile value can cost milliseconds
+                    # (a nesting bomb), so the slow path must not do it again.
+                    self.metrics.invalid.add(_reason_class(exc))
+                    self._handled(timestamp_ms)
+                    return [(value, str(exc))]
                 sid = event.seller_id
                 if (type(event) is not expected
                         or (sellers.get(sid, -1) != partition and not self._owned(sid, partition))
