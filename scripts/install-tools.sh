@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian's Prometheus, promtool, Alertmanager and amtool for the e2e tests.
+# Debian's Prometheus, promtool, Alertmanager, amtool and VictoriaMetrics (the
+# remote_write target) for the e2e tests.
 # Idempotent and quiet when everything is there; needs root or sudo otherwise.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -14,6 +16,9 @@ if ! $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Debian starts nothing by itself here (no systemd); make sure of it anyway.
-pkill -x prometheus 2>/dev/null || true
-pkill -x prometheus-alertmanager 2>/dev/null || true
+# Debian starts nothing by itself here (no systemd); make sure of it anyway. Only the
+# packages' services, which run as their system users: the tests' own instances run
+# as the caller and are left alone.
+$SUDO pkill -x -u prometheus prometheus 2>/dev/null || true
+$SUDO pkill -x -u prometheus prometheus-alertmanager 2>/dev/null || true
+$SUDO pkill -x -u _victoria-metrics victoria-metrics 2>/dev/null || true
