@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from streams.engine.catalog import Catalog, default_catalog
+from streams.engine.catalog import Catalog, Metric, default_catalog
 from streams.engine.events import (
     US_PER_DAY,
     Cancellation,
@@ -156,15 +156,43 @@ def reference_report(
             num = sum(1 for p in in_window if p[m.numerator])
             den = sum(1 for p in in_window if p[m.denominator])
             value = num / den if den else None
-            breached = None if value is None else m.is_breached(value)
+            breached, status = _judge(m, num, den)
             metrics[m.name] = {
                 "numerator": num,
                 "denominator": den,
                 "value": value,
                 "target": m.target,
                 "breached": breached,
+                "status": status,
                 "window_days": m.window_days,
             }
         report[seller] = metrics
     return report
 
+
+
+def _judge(m: Metric, num: int, den: int) -> tuple[bool | None, str]:
+    """Breached and status, the slow and obvious way: Fractions of the decimals as
+    written (issue #10's contract), written apart from the catalog's integer form."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    if den == 0:
+        return None, "insufficient_volume"
+    value = Fraction(num, den)
+    target = Fraction(Decimal(repr(m.target)))
+    if m.warning is not None:
+        warning = Fraction(Decimal(repr(m.warning)))
+    elif m.healthy == "below":
+        warning = target * 4 / 5
+    else:
+        warning = target + (1 - target) / 5
+    if m.healthy == "below":
+        breached, bad, warned = value >= target, num, value >= warning
+    else:
+        breached, bad, warned = value < target, den - num, value < warning
+    if den < m.min_orders:
+        return breached, "insufficient_volume"
+    if breached and bad >= m.min_count:
+        return breached, "breach"
+    return breached, "warning" if warned else "healthy"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
@@ -21,8 +22,26 @@ Healthy: TypeAlias = Literal["at_least", "below"]
 """``at_least``: healthy when value >= target; ``below``: healthy when value < target."""
 HEALTHY_VALUES: Final[tuple[Healthy, ...]] = ("at_least", "below")
 
+Status: TypeAlias = Literal["healthy", "warning", "breach", "insufficient_volume"]
+"""A seller's standing on one metric, volume considered (see :meth:`Metric.status`)."""
+STATUSES: Final[tuple[Status, ...]] = ("healthy", "warning", "breach", "insufficient_volume")
 
-@dataclass(frozen=True, slots=True)
+# Floors (issue #10). A rate over a handful of orders is noise: Zalando evaluates
+# sellers from 30 orders, and eBay tolerates up to 2 cases before a rate counts
+# against a seller. With both, one bad order never breaches a 1 % metric (it needs
+# 3 bad orders, and then 3 in 100 does), and a new seller is "insufficient_volume",
+# not "healthy", until 30 orders are in the window.
+DEFAULT_MIN_ORDERS: Final = 30
+DEFAULT_MIN_COUNT: Final = 3
+
+
+def exact(x: float) -> Fraction:
+    """A target as the decimal it is written as (0.97 is 97/100, not the nearest
+    double): ``repr`` gives the shortest decimal that reads back as ``x``."""
+    return Fraction(repr(float(x)))
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     window_days: int
@@ -31,6 +50,13 @@ class Metric:
     target: float
     healthy: Healthy
     description: str = ""
+    min_orders: int = DEFAULT_MIN_ORDERS
+    min_count: int = DEFAULT_MIN_COUNT
+    # The early-warning line, on the healthy side of the target; None: 80 % of a
+    # ``below`` target, or the target plus 20 % of the headroom for ``at_least``.
+    warning: float | None = None
+    _target: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _warning: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f"metric {self.name!r}"
@@ -62,38 +88,95 @@ class Metric:
             )
         if not 0.0 <= self.target <= 1.0:
             raise ConfigError(f"{where}: target must be in 0..1, got {self.target!r}")
+        for floor in ("min_orders", "min_count"):
+            value = getattr(self, floor)
+            if not isinstance(value, int) or isinstance(value, bool) or not (
+                    0 <= value <= 1_000_000_000):
+                raise ConfigError(f"{where}: {floor} must be an integer 0..1e9, got {value!r}")
+        if self.warning is not None:
+            low, high = (self.target, 1.0) if self.healthy == "at_least" else (0.0, self.target)
+            if not low <= self.warning <= high:
+                raise ConfigError(
+                    f"{where}: warning must be on the healthy side of the target "
+                    f"({low:g}..{high:g}), got {self.warning!r}")
+        target = exact(self.target)
+        warning = (exact(self.warning) if self.warning is not None
+                   else target * Fraction(4, 5) if self.healthy == "below"
+                   else target + (1 - target) / 5)
+        # Exact integer comparisons, precomputed: n/d vs p/q is n*q vs p*d.
+        object.__setattr__(self, "_target", (target.numerator, target.denominator))
+        object.__setattr__(self, "_warning", (warning.numerator, warning.denominator))
+
+    @property
+    def exact_target(self) -> Fraction:
+        return Fraction(*self._target)
+
+    @property
+    def exact_warning(self) -> Fraction:
+        return Fraction(*self._warning)
 
     def is_breached(self, value: float) -> bool:
+        """Float comparison, for callers holding only a value; prefer :meth:`breached`."""
         if self.healthy == "at_least":
             return value < self.target
         return value >= self.target
+
+    def breached(self, numerator: int, denominator: int) -> bool | None:
+        """The exact threshold comparison (None without orders): a ``below`` metric
+        exactly at its target is breached, an ``at_least`` one is not."""
+        if denominator <= 0:
+            return None
+        p, q = self._target
+        if self.healthy == "at_least":
+            return numerator * q < p * denominator
+        return numerator * q >= p * denominator
+
+    def status(self, numerator: int, denominator: int) -> Status:
+        """``insufficient_volume`` under ``min_orders``; ``breach`` when breached with
+        at least ``min_count`` bad orders; ``warning`` past the warning line (or
+        breached with fewer bad orders); else ``healthy``."""
+        if denominator < self.min_orders or denominator <= 0:
+            return "insufficient_volume"
+        p, q = self._target
+        w, v = self._warning
+        if self.healthy == "at_least":
+            bad = denominator - numerator
+            if numerator * q < p * denominator and bad >= self.min_count:
+                return "breach"
+            return "warning" if numerator * v < w * denominator else "healthy"
+        if numerator * q >= p * denominator and numerator >= self.min_count:
+            return "breach"
+        return "warning" if numerator * v >= w * denominator else "healthy"
 
 
 DEFAULT_CATALOG: Final[tuple[Metric, ...]] = (
     Metric(
         "perfect_order_percentage", 90, "perfect", "order", 0.97, "at_least",
         "Orders with no defect, seller cancellation, late shipment, refund or "
-        "buyer message, over all orders (seed 000).",
+        "buyer message, over all orders (seed 000).", warning=0.976,
     ),
     Metric(
         "order_defect_rate", 60, "defect", "order", 0.01, "below",
         "Orders with negative feedback, an A-to-z claim or a chargeback (Amazon ODR).",
+        warning=0.008,
     ),
     Metric(
         "pre_fulfillment_cancel_rate", 7, "pre_fulfillment_cancellation", "order",
         0.025, "below", "Orders the seller cancelled before shipping them (seed 004).",
+        warning=0.02,
     ),
     Metric(
         "late_shipment_rate", 10, "late_shipment", "order", 0.04, "below",
         "Orders confirmed after ship_by, or not confirmed once it passed (seed 004).",
+        warning=0.032,
     ),
     Metric(
         "refund_rate", 60, "refunded", "order", 0.01, "below",
-        "Orders refunded by the seller: seed 004's 'order defect rate'.",
+        "Orders refunded by the seller: seed 004's 'order defect rate'.", warning=0.008,
     ),
     Metric(
         "valid_tracking_rate", 30, "valid_tracking", "shipped", 0.95, "at_least",
-        "Shipped orders with a non-empty tracking id, over shipped orders.",
+        "Shipped orders with a non-empty tracking id, over shipped orders.", warning=0.96,
     ),
 )
 
@@ -157,7 +240,7 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
     replace = bool(doc.get("replace_defaults", False))
     result: dict[str, Metric] = {} if replace else dict(defaults)
     allowed = {"window_days", "target", "numerator", "denominator", "healthy",
-               "description"}
+               "description", "min_orders", "min_count", "warning"}
     for name, table in tables.items():
         if not isinstance(table, Mapping):
             raise ConfigError(f"{source}: metrics.{name} must be a table")
@@ -176,6 +259,10 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
                 "target": base.target,
                 "healthy": base.healthy,
                 "description": base.description,
+                "min_orders": base.min_orders,
+                "min_count": base.min_count,
+                # A new target without a new warning: the warning follows it.
+                "warning": base.warning if "target" not in table else None,
             }
             if base
             else {"description": ""}
@@ -208,8 +295,19 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
             target=target,
             healthy=fields["healthy"],
             description=str(fields["description"]),
+            min_orders=fields.get("min_orders", DEFAULT_MIN_ORDERS),
+            min_count=fields.get("min_count", DEFAULT_MIN_COUNT),
+            warning=_number(fields.get("warning"), f"{source}: metrics.{name}.warning"),
         )
     return Catalog(tuple(result.values()))
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return float(value)
 
 
 def metric_names(catalog: Catalog) -> Sequence[str]:

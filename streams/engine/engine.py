@@ -41,7 +41,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from streams.engine import orders as rec
-from streams.engine.catalog import Catalog, default_catalog
+from streams.engine.catalog import Catalog, Status, default_catalog
 from streams.engine.events import (
     US_PER_DAY,
     Cancellation,
@@ -120,14 +120,16 @@ class MetricValue:
     target: float
     breached: bool | None
     window_days: int
+    status: Status = "insufficient_volume"
 
-    def to_dict(self) -> dict[str, int | float | bool | None]:
+    def to_dict(self) -> dict[str, int | float | bool | str | None]:
         return {
             "numerator": self.numerator,
             "denominator": self.denominator,
             "value": self.value,
             "target": self.target,
             "breached": self.breached,
+            "status": self.status,
             "window_days": self.window_days,
         }
 
@@ -711,13 +713,9 @@ class Engine:
             vector = sums[wi]
             num = lane(vector, num_bit)
             den = lane(vector, den_bit)
-            if den:
-                value: float | None = num / den
-                breached: bool | None = metric.is_breached(num / den)
-            else:
-                value = breached = None
             out[metric.name] = MetricValue(
-                num, den, value, metric.target, breached, metric.window_days
+                num, den, num / den if den else None, metric.target,
+                metric.breached(num, den), metric.window_days, metric.status(num, den),
             )
         return out
 

@@ -84,3 +84,79 @@ def test_bad_catalog_fails_with_a_precise_message(tmp_path: Path, toml: str, mes
     path.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_catalog(path)
+
+
+# --- status: floors, warnings, exact arithmetic (issue #10) -------------------------
+
+
+def test_one_bad_order_never_breaches_a_one_percent_metric_and_three_in_100_do() -> None:
+    odr = default_catalog().by_name("order_defect_rate")
+    assert [odr.status(1, d) for d in (30, 50, 99, 100, 10_000)] == [
+        "warning", "warning", "warning", "warning", "healthy"]
+    assert odr.status(3, 100) == "breach"
+    assert odr.status(2, 100) == "warning"  # breached (2 %), but 2 orders are not a case
+    assert odr.breached(2, 100) is True
+
+
+def test_under_the_order_floor_a_seller_is_insufficient_volume_not_healthy() -> None:
+    for metric in default_catalog().metrics:
+        assert metric.status(0, 0) == "insufficient_volume"
+        assert metric.status(0, metric.min_orders - 1) == "insufficient_volume"
+        assert metric.breached(0, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "num", "den", "breached", "status"),
+    [
+        ("perfect_order_percentage", 97, 100, False, "warning"),  # exactly the target
+        ("perfect_order_percentage", 291, 300, False, "warning"),
+        ("perfect_order_percentage", 96, 100, True, "breach"),
+        ("perfect_order_percentage", 122, 125, False, "healthy"),  # exactly the warning
+        ("order_defect_rate", 10, 1000, True, "breach"),  # exactly 1 % breaches
+        ("order_defect_rate", 8, 1000, False, "warning"),  # exactly the warning line
+        ("order_defect_rate", 7, 1000, False, "healthy"),
+        ("pre_fulfillment_cancel_rate", 5, 200, True, "breach"),
+        ("pre_fulfillment_cancel_rate", 4, 200, False, "warning"),
+        ("valid_tracking_rate", 95, 100, False, "warning"),
+        ("valid_tracking_rate", 96, 100, False, "healthy"),
+        ("valid_tracking_rate", 98, 100, False, "healthy"),
+        ("valid_tracking_rate", 29, 31, True, "warning"),  # 2 untracked: under min_count
+        ("valid_tracking_rate", 47, 50, True, "breach"),
+    ],
+)
+def test_status_at_the_exact_boundaries(name: str, num: int, den: int, breached: bool,
+                                        status: str) -> None:
+    metric = default_catalog().by_name(name)
+    assert metric.breached(num, den) is breached
+    assert metric.status(num, den) == status
+
+
+def test_warnings_are_the_decimals_written() -> None:
+    from fractions import Fraction
+
+    cancel = default_catalog().by_name("pre_fulfillment_cancel_rate")
+    assert cancel.exact_warning == Fraction(2, 100)
+    assert cancel.exact_target == Fraction(25, 1000)
+
+
+def test_floors_and_warnings_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[metrics.order_defect_rate]\nmin_orders = 100\nmin_count = 1\n"
+                    "warning = 0.005\n[metrics.refund_rate]\ntarget = 0.05\n")
+    catalog = load_catalog(path)
+    odr = catalog.by_name("order_defect_rate")
+    assert (odr.min_orders, odr.min_count, odr.warning) == (100, 1, 0.005)
+    assert odr.status(1, 99) == "insufficient_volume"
+    assert odr.status(1, 100) == "breach"
+    refund = catalog.by_name("refund_rate")  # a new target, the warning follows it
+    assert refund.warning is None
+    assert refund.exact_warning * 5 == refund.exact_target * 4
+
+
+@pytest.mark.parametrize("bad", ["min_orders = -1", "min_count = 1.5", "warning = 0.02",
+                                 'warning = "x"'])
+def test_bad_floors_are_config_errors(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[metrics.order_defect_rate]\n{bad}\n")
+    with pytest.raises(ConfigError, match="order_defect_rate"):
+        load_catalog(path)

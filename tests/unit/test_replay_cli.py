@@ -44,7 +44,7 @@ def test_json_output_equals_reference_on_a_generated_log(
     some = next(iter(out["sellers"].values()))
     assert set(some) == {m.name for m in default_catalog().metrics}
     assert set(some["perfect_order_percentage"]) == {
-        "numerator", "denominator", "value", "target", "breached", "window_days"}
+        "numerator", "denominator", "value", "target", "breached", "status", "window_days"}
 
 
 def test_invalid_lines_are_reported_counted_and_written(
