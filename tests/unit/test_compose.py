@@ -1,5 +1,6 @@
-"""docker-compose.yml is valid Compose (checked offline against the spec's schema)
-and mounts files that exist in the repository."""
+"""docker-compose.yml is valid Compose (checked offline against the spec's schema),
+mounts files that exist in the repository, keeps Kafka's data on its volume, and
+starts monitoring whatever the state of the workers (issue #10)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from jsonschema import Draft201909Validator
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
+IMAGE_LOG_DIRS = "/tmp/kraft-combined-logs"  # apache/kafka's log.dirs when unset
 
 
 def compose() -> dict[str, Any]:
@@ -54,9 +56,52 @@ def test_dependencies_and_health() -> None:
 
 def test_prometheus_scrapes_both_workers_and_loads_the_rules() -> None:
     prom = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
-    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
-    assert targets == ["worker-1:6066", "worker-2:6066"]
-    assert prom["scrape_configs"][0]["job_name"] == "popstream"  # the alert rules' job
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    workers = jobs["popstream"]  # the alert rules' job
+    assert workers["static_configs"][0]["targets"] == ["worker-1:6066", "worker-2:6066"]
+    assert workers["sample_limit"] > 0
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+    services = compose()["services"]
+    for target in prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]:
+        assert target.split(":")[0] in services
     am = yaml.safe_load((ROOT / "prometheus/alertmanager.yml").read_text())
     sink = compose()["services"]["alert-sink"]["environment"]["HTTP_PORT"]
     assert all(f"alert-sink:{sink}" in r["webhook_configs"][0]["url"] for r in am["receivers"])
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source of each short-syntax mount."""
+    return {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
+
+
+def test_kafka_keeps_its_data_on_its_volume() -> None:
+    """apache/kafka writes to /tmp/kraft-combined-logs unless told otherwise: a
+    `down`/`up` would then wipe topics and changelogs while workers keep RocksDB."""
+    doc = compose()
+    kafka = doc["services"]["kafka"]
+    log_dirs = kafka["environment"].get("KAFKA_LOG_DIRS", IMAGE_LOG_DIRS).split(",")
+    mounts = _mounts(kafka)
+    for log_dir in log_dirs:
+        assert log_dir in mounts, f"{log_dir} is not a mounted path of the kafka service"
+        assert mounts[log_dir] in doc["volumes"], f"{log_dir} is not on a named volume"
+
+
+def _needs(services: dict[str, Any], name: str) -> set[str]:
+    """Every service ``name`` waits for, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for dep in services[todo.pop()].get("depends_on", {}):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_monitoring_starts_whatever_the_state_of_the_workers() -> None:
+    services = compose()["services"]
+    monitored = {"kafka", "topics", "simulator"} | {n for n in services if n.startswith("worker")}
+    for name in ("prometheus", "alertmanager", "alert-sink", "grafana"):
+        assert not _needs(services, name) & monitored, f"{name} waits for the pipeline"
+    assert "depends_on" not in services["prometheus"]
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_started"}}
