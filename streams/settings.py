@@ -31,6 +31,9 @@ POPSTREAM_FUTURE_HORIZON   seconds (60..31622400): events stamped further ahead
                            of the clock are dead-lettered (default 259200, 3 days)
 POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batches);
                            1/0, true/false, yes/no, on/off
+POPSTREAM_EXPORT           per-seller series: alerting (default: sellers in warning
+                           or breach, plus the watch list) or all (streams.fleet)
+POPSTREAM_WATCHLIST        a file of seller ids (one a line) always exported
 POPSTREAM_INSTANCE_ID      static group membership (KIP-345): a worker restarted
                            under the same id takes its partitions straight back
                            instead of waiting out the session timeout; it must
@@ -170,6 +173,8 @@ class Settings:
     # Seconds: an event stamped further after the clock is dead-lettered (see the
     # module docstring for why 3 days).
     future_horizon: float = 3 * DAY
+    export: str = "alerting"  # streams.fleet: per-seller series for which sellers
+    watchlist: Path | None = None  # sellers always exported, one id per line
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -233,6 +238,12 @@ class Settings:
                 f"POPSTREAM_FUTURE_HORIZON must be {low:.0f}..{high:.0f} s (1 minute..366 days), "
                 f"got {self.future_horizon:.15g}"
             )
+        if self.export not in ("alerting", "all"):
+            raise ConfigError(
+                f"POPSTREAM_EXPORT must be 'alerting' (per-seller series for sellers in "
+                f"warning or breach) or 'all', got {self.export!r}")
+        if self.watchlist is not None and not self.watchlist.is_file():
+            raise ConfigError(f"POPSTREAM_WATCHLIST: no such file {str(self.watchlist)!r}")
         if not 0 < self.flush_interval < float("inf"):
             raise ConfigError(f"flush interval must be > 0 s, got {self.flush_interval}")
         return self
@@ -324,5 +335,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         fast_path=_bool(env, "POPSTREAM_FAST_PATH", True),
         instance_id=env.get("POPSTREAM_INSTANCE_ID") or None,
         future_horizon=_float(env, "POPSTREAM_FUTURE_HORIZON", 3 * DAY),
+        export=env.get("POPSTREAM_EXPORT", "alerting").strip().lower() or "alerting",
+        watchlist=_path(env, "POPSTREAM_WATCHLIST"),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

@@ -215,6 +215,7 @@ class Engine:
         *,
         fixed_clock: bool = False,
         track_dirty: bool = False,
+        track_touched: bool = False,
         future_horizon: int | None = None,
     ) -> None:
         """``fixed_clock``: the clock will never move (a replay as of ``now``), so
@@ -234,6 +235,10 @@ class Engine:
         self.catalog = catalog or default_catalog()
         self.fixed_clock = fixed_clock
         self.track_dirty = track_dirty
+        # Sellers whose sums moved since the last take_touched(), each with its sums
+        # as they were before the first move: what an exporter needs to update
+        # fleet aggregates by the difference, in proportion to what changed.
+        self.touched: dict[str, list[int]] | None = {} if track_touched else None
         self.future_horizon = future_horizon
         # seller -> chunks changed since the last take_dirty(): purchase days, and
         # META for the seller's messages, held events and flags.
@@ -334,6 +339,9 @@ class Engine:
                         continue
                     _, _, rday, _, applied = rec.SHORT.unpack_from(record)
                     if rday == day and applied:
+                        touched = self.touched
+                        if touched is not None and seller_id not in touched:
+                            touched[seller_id] = list(seller.sums)
                         seller.sums[i] -= LANES[applied]
         horizon = self._horizon
         for day in index.days_in(old_day - horizon + 1, new_day - horizon):
@@ -472,6 +480,8 @@ class Engine:
 
     def _new_seller(self, seller_id: str) -> Seller:
         sellers = self.sellers
+        if self.touched is not None:
+            self.touched.setdefault(seller_id, [0] * self._n_windows)
         seller = sellers[seller_id] = Seller(seller_id, self._n_windows)
         if len(sellers) > self._peak_sellers:
             self._peak_sellers = len(sellers)
@@ -490,6 +500,8 @@ class Engine:
         seller_id = seller.id
         if self.sellers.get(seller_id) is not seller:
             return  # freed already (by an apply inside _wake)
+        if self.touched is not None:
+            self.touched.setdefault(seller_id, list(seller.sums))
         del self.sellers[seller_id]
         if self.track_dirty:
             self._mark(seller_id, META)
@@ -504,6 +516,9 @@ class Engine:
         if mask != applied:
             delta = LANES[mask] - LANES[applied]
             sums = seller.sums
+            touched = self.touched
+            if touched is not None and seller.id not in touched:
+                touched[seller.id] = list(sums)
             for i in range(self._first_window[self.today - fields[DAY]], self._n_windows):
                 sums[i] += delta
             fields[APPLIED] = mask
@@ -626,6 +641,15 @@ class Engine:
                 chunks.add(chunk)
 
     # --- incremental persistence ------------------------------------------------
+
+    def take_touched(self) -> dict[str, list[int]]:
+        """Sellers whose sums moved since the last call, with their sums before
+        (zeros for a seller that is new); a seller no longer in :attr:`sellers`
+        left. Needs ``track_touched``."""
+        touched = self.touched or {}
+        if self.touched is not None:
+            self.touched = {}
+        return touched
 
     def take_dirty(self) -> dict[str, set[int | None]]:
         """The chunks changed since the last call, by seller (and forget them)."""
@@ -765,6 +789,8 @@ class Engine:
         the day indexes go stale and are skipped, then dropped with their day."""
         seller = self.sellers.pop(seller_id, None)
         if seller is not None:
+            if self.touched is not None:
+                self.touched.setdefault(seller_id, list(seller.sums))
             self.pending_orders -= sum(
                 1 for r in seller.orders.values() if not rec.record_day(r)[1] & HAS_ORDER
             )

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -43,8 +44,8 @@ from streams.engine.events import (
     split_batch,
     type_tag,
 )
-from streams.errors import ConflictingEvent, InvalidEvent, TooFarAhead
-from streams.exporter import SellerCache, render_sellers
+from streams.errors import ConfigError, ConflictingEvent, InvalidEvent, TooFarAhead
+from streams.fleet import FleetExporter
 from streams.runtime.changelog import ChangelogWriter, Record, assemble
 from streams.runtime.tallies import LatencyHistogram, Tally, TallyCollector
 from streams.runtime.topics import TopicNames, owner_partition
@@ -127,7 +128,10 @@ class Pipeline:
         # before rather than dead-lettered by the thousand.
         horizon = (None if settings.as_of is not None
                    else int(settings.future_horizon * 1_000_000))
-        self.engine = Engine(catalog, now=now, track_dirty=True, future_horizon=horizon)
+        self.engine = Engine(catalog, now=now, track_dirty=True, track_touched=True,
+                             future_horizon=horizon)
+        self.fleet = FleetExporter(self.engine, settings.export,  # type: ignore[arg-type]
+                                   _watchlist(settings.watchlist))
         self.metrics = PipelineMetrics()
         self.seller_partition: dict[str, int] = {}
         # Sellers freed by the engine, until their tombstones are written.
@@ -139,7 +143,6 @@ class Pipeline:
         self._topic_type: dict[str, type] = {
             names.for_type(t): _CLASS_OF[t] for t in EVENT_TYPES}
         self._owner: dict[str, int] = {}
-        self._scrape_cache: SellerCache = {}
         # Wall times of the first and last message handled: a throughput probe.
         self.first_message_at: float | None = None
         self.last_message_at: float | None = None
@@ -332,7 +335,6 @@ class Pipeline:
             partition = self.seller_partition.pop(seller_id, None)
             if partition is not None and seller_id in self.engine.dirty:
                 self._leaving[seller_id] = partition  # until its tombstones are written
-            self._scrape_cache.pop(seller_id, None)
         if freed:
             self.metrics.freed.inc(len(freed))
         m = self.metrics
@@ -370,7 +372,6 @@ class Pipeline:
             if partition not in assigned:
                 self.engine.drop_seller(seller_id)
                 del self.seller_partition[seller_id]
-                self._scrape_cache.pop(seller_id, None)
         chunks, problems = assemble(items, self.changelog)
         for problem in problems:
             log.error("changelog chunk skipped: %s", problem)
@@ -413,11 +414,7 @@ class Pipeline:
         }
 
     def render_metrics(self) -> bytes:
-        return render_sellers(
-            self.engine,
-            trailer=generate_latest(self.metrics.registry).decode(),
-            cache=self._scrape_cache,
-        )
+        return self.fleet.render(trailer=generate_latest(self.metrics.registry).decode())
 
     def sellers_json(self, seller_id: str | None = None) -> dict[str, Any] | None:
         engine = self.engine
@@ -457,6 +454,17 @@ def _reason_class(exc: InvalidEvent) -> str:
     if text.startswith("unknown event type"):
         return "unknown_type"
     return "schema"
+
+
+def _watchlist(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"POPSTREAM_WATCHLIST: cannot read {str(path)!r}: {exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()
+            and not line.lstrip().startswith("#")]
 
 
 def _class_of() -> dict[str, type]:

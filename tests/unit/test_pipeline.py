@@ -181,7 +181,7 @@ def test_a_seller_with_nothing_left_in_any_window_is_freed_everywhere() -> None:
     it had go to its partition (a compacted changelog forgets it too)."""
     from streams.engine.events import US_PER_DAY
 
-    settings = from_env({})
+    settings = from_env({}, export="all")  # one order: exported in "all" mode only
     p = Pipeline(settings, default_catalog())
     p.ready = True
     now = p.engine.now
