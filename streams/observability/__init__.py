@@ -18,11 +18,12 @@ def rendered_files(catalog: Catalog | None = None) -> dict[str, str]:
     """Relative path -> content of every generated file."""
     from streams.observability.dashboards import dashboards
     from streams.observability.prometheus_config import prometheus_yml
-    from streams.observability.rules import alertmanager_config, prometheus_rules
+    from streams.observability.rules import alertmanager_config, prometheus_rules, runbooks
 
     catalog = catalog or default_catalog()
     files = {
         "prometheus/rules/popstream.rules.yml": _dump(prometheus_rules(catalog)),
+        "prometheus/rules/runbooks.md": runbooks(catalog),
         "prometheus/alertmanager.yml": _dump(alertmanager_config()),
         "prometheus/prometheus.yml": HEADER + prometheus_yml(),
     }

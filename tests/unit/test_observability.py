@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from streams.engine.catalog import default_catalog
 from streams.observability import rendered_files
+from streams.observability.rules import RUNBOOK_BASE, exact_decimal, exact_percent
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,18 +25,93 @@ def test_committed_file_is_what_the_catalog_generates(rel: str) -> None:
     assert path.read_text() == rendered_files()[rel], f"{rel} is stale: run `make ops`"
 
 
-def test_every_metric_has_a_breach_and_a_warning_alert_with_a_runbook() -> None:
-    import yaml
+def _rules() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(rendered_files()["prometheus/rules/popstream.rules.yml"])
+    return doc
 
-    from streams.engine.catalog import default_catalog
 
-    doc = yaml.safe_load(rendered_files()["prometheus/rules/popstream.rules.yml"])
-    alerts = {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+def _alerts() -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in _rules()["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_every_metric_has_a_breach_and_a_warning_seller_alert_from_the_workers_status() -> None:
+    alerts = _alerts()
     for metric in default_catalog().metrics:
-        kinds = {r["labels"]["severity"] for r in alerts.values()
-                 if r["labels"].get("metric") == metric.name}
-        assert kinds == {"critical", "warning"}, metric.name
-    assert all(r["annotations"]["runbook"] for r in alerts.values())
+        mine = [r for r in alerts.values() if r["labels"].get("metric") == metric.name
+                and r["labels"]["severity"] == "seller"]
+        assert {r["labels"]["seller_status"] for r in mine} == {"breach", "warning"}
+        for rule in mine:
+            status = rule["labels"]["seller_status"]
+            # The worker's status is the single source of truth: no floor, target or
+            # warning line is re-derived from floats in PromQL.
+            assert (f'popstream_seller_metric_status{{metric="{metric.name}",'
+                    f'status="{status}"}} == 1') in rule["expr"]
+            assert "denominator" not in rule["expr"]
+            assert "target" not in rule["expr"]
+            assert rule["keep_firing_for"] == "10m"
+
+
+def test_alerts_are_for_sellers_or_pages_with_a_runbook_url_and_no_queries() -> None:
+    runbooks = rendered_files()["prometheus/rules/runbooks.md"]
+    for name, rule in _alerts().items():
+        assert rule["labels"]["severity"] in {"seller", "page"}, name
+        notes = rule["annotations"]
+        assert "runbook" not in notes, name
+        assert notes["runbook_url"] == f"{RUNBOOK_BASE}#{name.lower()}"
+        assert f"\n## {name}\n" in runbooks
+        for text in notes.values():
+            # An annotation is rendered per alert per evaluation: $value and labels
+            # only, never a query of its own.
+            assert "query" not in text, (name, text)
+    assert _alerts()["PopstreamWorkerDown"]["labels"]["severity"] == "page"
+    fleet = [n for n in _alerts() if n.startswith("PopstreamFleet")]
+    assert len(fleet) == 1 + len(default_catalog().metrics)
+
+
+def test_recording_rules_aggregate_and_are_named_level_metric_operations() -> None:
+    recording = [r for g in _rules()["groups"] for r in g["rules"] if "record" in r]
+    assert recording
+    for rule in recording:
+        level, metric, operations = rule["record"].split(":")
+        assert level in {"metric", "job"}
+        assert metric.startswith("popstream_")
+        assert operations
+        # No per-seller copy (issue #10: 1.8M extra series at 100,000 sellers).
+        assert "popstream_seller_" not in rule["expr"], rule["record"]
+        assert rule["expr"].startswith(("sum by", "max by", "metric:")), rule["record"]
+
+
+def test_thresholds_are_written_as_the_decimals_they_are() -> None:
+    assert exact_decimal(Fraction(1, 50)) == "0.02"
+    assert exact_decimal(0.02) == "0.02"
+    assert exact_percent(0.976) == "97.6%"
+    assert exact_percent(Fraction(1, 125)) == "0.8%"
+    assert exact_percent(0.04) == "4%"
+    with pytest.raises(ValueError, match="no exact short decimal"):
+        exact_decimal(Fraction(1, 3))
+    text = "".join(v for k, v in rendered_files().items() if k.startswith("prometheus/"))
+    assert not re.search(r"\d\.\d*(0{6,}|9{6,})\d", text), "a float artefact in a threshold"
+    alerts = _alerts()
+    cancel = alerts["PopstreamPreFulfillmentCancelRateWarning"]["annotations"]
+    assert "warning from 2%" in cancel["summary"]
+    assert "healthy below 2.5%" in cancel["summary"]
+
+
+def test_alertmanager_routes_sellers_to_sellers_and_inhibits_only_among_them() -> None:
+    config = yaml.safe_load(rendered_files()["prometheus/alertmanager.yml"])
+    route = config["route"]
+    assert route["receiver"] == "pager"
+    seller = next(r for r in route["routes"] if r["receiver"] == "seller-notifications")
+    assert seller["matchers"] == ['severity="seller"']
+    assert seller["group_by"] == ["seller_id"]
+    assert seller["repeat_interval"] == "24h"
+    [inhibit] = config["inhibit_rules"]
+    for side in ("source_matchers", "target_matchers"):
+        assert 'severity="seller"' in inhibit[side]
+        for label in inhibit["equal"]:
+            assert f'{label}=~".+"' in inhibit[side], (side, label)
+    assert 'seller_status="breach"' in inhibit["source_matchers"]
+    assert 'seller_status="warning"' in inhibit["target_matchers"]
 
 
 def test_dashboards_are_well_formed_grafana_models() -> None:
