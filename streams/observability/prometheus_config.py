@@ -4,12 +4,13 @@ how a worker is scraped is written down once, next to the arithmetic behind it.
 What a worker exports, per scrape (the export contract, ``docs/status-contract.md``):
 
 * **fixed**, whatever the number of sellers: fleet series (per metric: 4 statuses,
-  ~14 histogram buckets with ``_count`` and ``_sum``, numerator and denominator: ~22,
-  so ~132 for the 6 default metrics), catalog series (5 per metric: 30), pipeline
-  series (counters with their ``_created`` twins, the latency histogram, dead-letter
-  reasons: ~200 measured on a ``Pipeline``, plus one lag series per event topic and
-  owned partition: 7 per partition). Under :data:`FIXED_SAMPLES` up to 64 partitions
-  on one worker.
+  a histogram of sellers' values with ~14 buckets, ``_count`` and ``_sum``, numerator
+  and denominator sums: 130 for the 6 default metrics), catalog series (5 per
+  metric: 30), pipeline series (counters with their ``_created`` twins, the latency
+  histogram: ~80 on a ``Pipeline`` fed every event type, ~200 once every outcome and
+  dead-letter reason has occurred), plus one lag series per event topic and owned
+  partition (7 per partition). 241 measured without lag; under
+  :data:`FIXED_SAMPLES` up to 64 partitions on one worker.
 * **per exported seller**: 6 metrics x (ratio, numerator, denominator, status) plus
   up to 7 imperfect-order causes: :data:`SAMPLES_PER_SELLER`. With the default
   export mode only sellers in ``warning`` or ``breach`` (and the watch list) are
@@ -94,6 +95,26 @@ class ScrapeSizing:
 DEFAULT_SIZING: Final = ScrapeSizing()
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This server scrapes the workers whose address hashes to ``index`` of ``count``
+    (``hashmod`` relabeling: every shard lists every worker and keeps its share)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard index must be in [0, {self.count}), got {self.index}")
+
+    def relabel_configs(self) -> list[dict[str, Any]]:
+        return [
+            {"source_labels": ["__address__"], "modulus": self.count,
+             "target_label": "__tmp_shard", "action": "hashmod"},
+            {"source_labels": ["__tmp_shard"], "regex": str(self.index), "action": "keep"},
+        ]
+
+
 def remote_write_entry(url: str) -> dict[str, Any]:
     """One ``remote_write`` target. Prometheus's queue defaults suit a few hundred
     thousand samples per scrape; only the batch is raised, since every receiver we
@@ -110,9 +131,15 @@ def prometheus_config(
     alertmanagers: Sequence[str] = ("alertmanager:9093",),
     self_target: str = "localhost:9090",
     remote_write: Sequence[str] = (),
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
     """The config document (dump it with YAML). The defaults are docker-compose's
-    services; tests pass loopback addresses and a faster ``sizing``."""
+    services; tests pass loopback addresses and a faster ``sizing``.
+
+    With ``shard``, the server scrapes only its share of ``targets`` and labels what
+    it stores and writes with ``popstream_shard``; the label is dropped from alerts,
+    so a seller exported by two workers of different shards during a rebalance is
+    one alert in Alertmanager, not two (docs/sharding.md)."""
     doc: dict[str, Any] = {
         "global": {
             "scrape_interval": sizing.interval,
@@ -121,18 +148,26 @@ def prometheus_config(
         },
         "rule_files": list(rule_files),
     }
+    if shard is not None:
+        doc["global"]["external_labels"] = {"popstream_shard": str(shard.index)}
     if alertmanagers:
         doc["alerting"] = {"alertmanagers": [{"static_configs": [
             {"targets": list(alertmanagers)}]}]}
+        if shard is not None:
+            doc["alerting"]["alert_relabel_configs"] = [
+                {"regex": "popstream_shard", "action": "labeldrop"}]
+    workers: dict[str, Any] = {
+        "job_name": JOB,
+        "scrape_interval": sizing.interval,
+        "scrape_timeout": sizing.timeout,
+        "sample_limit": sizing.sample_limit,
+        "body_size_limit": sizing.body_size_limit,
+        "static_configs": [{"targets": list(targets)}],
+    }
+    if shard is not None:
+        workers["relabel_configs"] = shard.relabel_configs()
     doc["scrape_configs"] = [
-        {
-            "job_name": JOB,
-            "scrape_interval": sizing.interval,
-            "scrape_timeout": sizing.timeout,
-            "sample_limit": sizing.sample_limit,
-            "body_size_limit": sizing.body_size_limit,
-            "static_configs": [{"targets": list(targets)}],
-        },
+        workers,
         {"job_name": SELF_JOB, "static_configs": [{"targets": [self_target]}]},
     ]
     if remote_write:

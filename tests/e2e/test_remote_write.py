@@ -2,7 +2,8 @@
 ``prometheus_config``, scrapes the exposition of a real ``Pipeline`` holding a
 breaching seller and remote_writes to Debian's VictoriaMetrics, where the breach
 must be queryable. The same Prometheus shows the sample-limit alert expression
-firing for a target over its limit, while the worker's own limit admits it.
+firing for a target over its limit, while the worker's own limit admits it. And
+``hashmod`` shards split the workers between servers, each worker to exactly one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from streams.observability.prometheus_config import (
     EXAMPLE_REMOTE_WRITE,
     JOB,
     ScrapeSizing,
+    Shard,
     prometheus_config,
 )
 from streams.runtime.broker import free_port
@@ -70,9 +73,9 @@ def _breaching_pipeline() -> Pipeline:
 
 
 @pytest.fixture
-def exposition() -> Iterator[tuple[int, bytes]]:
+def exposition() -> Iterator[int]:
     """``/metrics`` of the pipeline on a loopback port (one request at a time, as a
-    worker's renderer expects); yields the port and a first rendering."""
+    worker's renderer expects); yields the port."""
     pipeline = _breaching_pipeline()
 
     class Handler(BaseHTTPRequestHandler):
@@ -89,7 +92,7 @@ def exposition() -> Iterator[tuple[int, bytes]]:
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], pipeline.render_metrics()
+    yield server.server_address[1]
     server.shutdown()
     server.server_close()
 
@@ -113,6 +116,18 @@ def _ready(url: str) -> Callable[[], bool]:
     return check
 
 
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Last started, first stopped: Prometheus before the VictoriaMetrics it writes
+    to (a Prometheus stopping spends up to a minute flushing to an absent one)."""
+    for proc in reversed(processes):
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _tools() -> None:
     missing = [b for b in ("prometheus", "promtool", "victoria-metrics") if not shutil.which(b)]
     assert not missing, f"{missing} not installed: run scripts/install-tools.sh"
@@ -131,10 +146,10 @@ def test_committed_config_and_its_remote_write_example_pass_promtool(tmp_path: P
 
 
 def test_a_breach_written_through_remote_write_is_queryable_in_victoriametrics(
-    tmp_path: Path, exposition: tuple[int, bytes]
+    tmp_path: Path, exposition: int
 ) -> None:
     _tools()
-    target_port, first_page = exposition
+    target_port = exposition
     vm_port, prom_port = free_port(), free_port()
     doc = prometheus_config(
         [f"127.0.0.1:{target_port}"],
@@ -177,27 +192,67 @@ def test_a_breach_written_through_remote_write_is_queryable_in_victoriametrics(
         breach = _query(vm_port, f'{ratio} >= on(metric) group_left() '
                                  'max by (metric) (popstream_metric_target_ratio{healthy="below"})')
         assert [s["metric"]["seller_id"] for s in breach] == [SELLER]
-        if b"popstream_seller_metric_status{" in first_page:  # the export contract's status
-            status = (f'popstream_seller_metric_status{{seller_id="{SELLER}",'
-                      'metric="late_shipment_rate",status="breach"}')
-            assert wait_for(lambda: _query(vm_port, status), 10, "the breach status")
+        status = (f'popstream_seller_metric_status{{seller_id="{SELLER}",'
+                  'metric="late_shipment_rate",status="breach"}')
+        assert [s["value"][1] for s in _query(vm_port, status)] == ["1"]
 
         # The worker's own limit admits it; the over-limit job fails whole, and the
         # alert expression for the lead's rules sees it.
         assert [s["value"][1] for s in _query(prom_port, f'up{{job="{JOB}"}}')] == ["1"]
         assert wait_for(lambda: _query(prom_port, SAMPLE_LIMIT_ALERT), 15,
                         "the sample-limit alert expression")
-        over = _query(prom_port, 'scrape_samples_scraped{job="over-limit"} > 10 '
-                                 'and on() up{job="over-limit"} == 0')
-        assert over, "a target over its limit is down, and its sample count says why"
+        # The refused scrape still reports its full sample count: what the rules'
+        # per-worker clause compares with the limit.
+        for count in ("scrape_samples_scraped", "scrape_samples_post_metric_relabeling"):
+            over = _query(prom_port, f'{count}{{job="over-limit"}} > 10 '
+                                     'and on() up{job="over-limit"} == 0')
+            assert over, f"a target over its limit is down, and {count} says why"
     except AssertionError as exc:
         log.flush()
         tail = (tmp_path / "tools.log").read_text(errors="replace").splitlines()[-30:]
         raise AssertionError(f"{exc}\n--- VictoriaMetrics and Prometheus:\n"
                              + "\n".join(tail)) from None
     finally:
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            proc.wait(10)
+        _stop(processes)
+        log.close()
+
+
+def test_hashmod_shards_scrape_every_worker_exactly_once(tmp_path: Path) -> None:
+    _tools()
+    workers = [f"worker-{n}.popstream:6066" for n in range(8)]  # need not answer
+    shards = [Shard(index, 3) for index in range(3)]
+    ports = [free_port() for _ in shards]
+    log = open(tmp_path / "shards.log", "wb")  # noqa: SIM115
+    processes: list[subprocess.Popen[bytes]] = []
+    for shard, port in zip(shards, ports, strict=True):
+        config = tmp_path / f"shard-{shard.index}.yml"
+        config.write_text(yaml.safe_dump(prometheus_config(
+            workers, shard=shard, rule_files=(), alertmanagers=(),
+            self_target=f"127.0.0.1:{port}")))
+        processes.append(subprocess.Popen(
+            ["prometheus", f"--config.file={config}",
+             f"--storage.tsdb.path={tmp_path / f'tsdb-{shard.index}'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT))
+
+    def scraped(port: int) -> dict[str, list[str]] | None:
+        """The workers a shard scrapes, once its discovery is done."""
+        url = f"http://127.0.0.1:{port}/api/v1/targets?state=any"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                doc = json.loads(r.read())["data"]
+        except OSError:
+            return None
+        if len(doc["activeTargets"]) + len(doc["droppedTargets"]) < len(workers) + 1:
+            return None  # discovery not done yet
+        return {"share": sorted(t["labels"]["instance"] for t in doc["activeTargets"]
+                                if t["labels"]["job"] == JOB)}
+
+    try:
+        shares = [wait_for(partial(scraped, port), 15, f"shard on {port} to list its targets")
+                  ["share"] for port in ports]
+        assert sorted(w for share in shares for w in share) == sorted(workers)
+        assert all(share for share in shares), f"a shard scrapes nothing: {shares}"
+    finally:
+        _stop(processes)
         log.close()

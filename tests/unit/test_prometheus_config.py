@@ -24,6 +24,7 @@ from streams.observability.prometheus_config import (
     SAMPLES_PER_SELLER,
     SELF_JOB,
     ScrapeSizing,
+    Shard,
     prometheus_config,
 )
 from streams.runtime.pipeline import Pipeline
@@ -101,12 +102,27 @@ def test_remote_write_targets_are_added() -> None:
     assert [w["url"] for w in doc["remote_write"]] == ["http://127.0.0.1:8428/api/v1/write"]
 
 
+def test_a_shard_keeps_its_hash_share_labels_its_data_and_not_its_alerts() -> None:
+    doc = prometheus_config(["w0:6066", "w1:6066"], shard=Shard(2, 3))
+    assert doc["global"]["external_labels"] == {"popstream_shard": "2"}
+    assert doc["scrape_configs"][0]["relabel_configs"] == [
+        {"source_labels": ["__address__"], "modulus": 3, "target_label": "__tmp_shard",
+         "action": "hashmod"},
+        {"source_labels": ["__tmp_shard"], "regex": "2", "action": "keep"},
+    ]
+    assert doc["alerting"]["alert_relabel_configs"] == [
+        {"regex": "popstream_shard", "action": "labeldrop"}]
+    assert "relabel_configs" not in doc["scrape_configs"][1]  # each shard scrapes itself
+    with pytest.raises(ValueError, match=r"shard index must be in \[0, 3\), got 3"):
+        Shard(3, 3)
+
+
 def test_the_series_arithmetic_matches_a_real_pipeline() -> None:
-    """A pipeline fed every event type: per seller at most SAMPLES_PER_SELLER
-    samples, and the rest (fleet, catalog, pipeline) with the lag series of 64
-    partitions within FIXED_SAMPLES."""
+    """A pipeline fed every event type, exporting every seller: per seller at most
+    SAMPLES_PER_SELLER samples, and the rest (fleet, catalog, pipeline) with the lag
+    series of 64 partitions within FIXED_SAMPLES."""
     as_of = parse_timestamp(AS_OF)
-    p = Pipeline(from_env({}, as_of=as_of), default_catalog())
+    p = Pipeline(from_env({"POPSTREAM_EXPORT": "all"}, as_of=as_of), default_catalog())
     p.ready = True
     names = TopicNames("")
     for offset, event in enumerate(generate(LogSpec(sellers=30, days=95, end_us=as_of))):
