@@ -28,8 +28,11 @@ its cost depends on the exported sellers, not on all of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
+
+import orjson
 
 from streams.engine.catalog import STATUSES, Metric, Status, exact
 from streams.engine.engine import Engine
@@ -68,6 +71,30 @@ def _fmt(x: Fraction) -> str:
     return repr(float(x))
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One seller's status on one metric changed (published on ``popstream-status``)."""
+
+    seller_id: str
+    metric: str
+    was: Status
+    status: Status
+    numerator: int
+    denominator: int
+    as_of: int  # us
+
+    def to_json(self) -> bytes:
+        from streams.engine.events import format_us
+
+        return orjson.dumps({
+            "type": "status", "seller_id": self.seller_id, "metric": self.metric,
+            "from": self.was, "to": self.status, "numerator": self.numerator,
+            "denominator": self.denominator,
+            "value": self.numerator / self.denominator if self.denominator else None,
+            "as_of": format_us(self.as_of),
+        })
+
+
 class _MetricPlan:
     __slots__ = ("bounds", "den_shift", "metric", "name", "num_shift", "window")
 
@@ -84,7 +111,7 @@ class FleetExporter:
     """Fleet aggregates and per-seller text, kept up to date from the engine."""
 
     def __init__(self, engine: Engine, mode: ExportMode = "alerting",
-                 watchlist: Iterable[str] = ()) -> None:
+                 watchlist: Iterable[str] = (), transitions: bool = False) -> None:
         if engine.touched is None:
             raise ValueError("the engine must be built with track_touched=True")
         self.engine = engine
@@ -106,6 +133,9 @@ class FleetExporter:
         self.tracked = 0
         # seller -> its five text chunks (value, numerator, denominator, status, causes)
         self.exported: dict[str, tuple[str, str, str, str, str]] = {}
+        # Status changes since the last take_transitions() (when asked for): how a
+        # marketplace tells a million sellers without Alertmanager.
+        self.transitions: list[Transition] | None = [] if transitions else None
         del windows
         self._seed()
 
@@ -113,39 +143,63 @@ class FleetExporter:
         """Count the sellers the engine already holds (built after a restore)."""
         zeros = [0] * len(self.engine.catalog.windows)
         for seller_id, seller in self.engine.sellers.items():
-            self._move(seller_id, zeros, seller.sums)
+            self._move(seller_id, zeros, seller.sums, emit=False)
         self.engine.take_touched()
 
-    def refresh(self) -> int:
-        """Apply what moved since the last refresh; returns how many sellers."""
+    def refresh(self, emit: bool = True) -> int:
+        """Apply what moved since the last refresh; returns how many sellers.
+        ``emit=False``: no transitions (a restore brings back known statuses)."""
         touched = self.engine.take_touched()
         sellers = self.engine.sellers
         for seller_id, before in touched.items():
             seller = sellers.get(seller_id)
-            self._move(seller_id, before, seller.sums if seller is not None else None)
+            self._move(seller_id, before, seller.sums if seller is not None else None, emit)
         return len(touched)
 
-    def _move(self, seller_id: str, before: list[int], after: list[int] | None) -> None:
+    def take_transitions(self) -> list[Transition]:
+        out = self.transitions or []
+        if self.transitions is not None:
+            self.transitions = []
+        return out
+
+    def _move(self, seller_id: str, before: list[int], after: list[int] | None,
+              emit: bool = True) -> None:
         mask = LANE_MASK
+        old: list[Status] = []
         if before[-1]:
             self.tracked -= 1
             for i, plan in enumerate(self.plans):
                 vector = before[plan.window]
                 num = (vector >> plan.num_shift) & mask
                 den = (vector >> plan.den_shift) & mask
-                self._count(i, plan, num, den, -1)
+                old.append(self._count(i, plan, num, den, -1))
         if after is None or not after[-1]:
             self.exported.pop(seller_id, None)
-            return
-        self.tracked += 1
+            after = None
+        else:
+            self.tracked += 1
         statuses: list[Status] = []
         values: list[tuple[int, int]] = []
         for i, plan in enumerate(self.plans):
+            if after is None:
+                statuses.append("insufficient_volume")
+                values.append((0, 0))
+                continue
             vector = after[plan.window]
             num = (vector >> plan.num_shift) & mask
             den = (vector >> plan.den_shift) & mask
             statuses.append(self._count(i, plan, num, den, +1))
             values.append((num, den))
+        transitions = self.transitions
+        if transitions is not None and emit:
+            for i, plan in enumerate(self.plans):
+                was = old[i] if old else "insufficient_volume"
+                if was != statuses[i]:
+                    num, den = values[i]
+                    transitions.append(Transition(seller_id, plan.name, was, statuses[i],
+                                                  num, den, self.engine.now))
+        if after is None:
+            return
         if (self.mode == "all" or seller_id in self.watchlist
                 or not _ALERTING.isdisjoint(statuses)):
             self.exported[seller_id] = self._text(seller_id, statuses, values,

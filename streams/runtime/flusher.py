@@ -56,6 +56,7 @@ class Batch:
     records: list[Record]
     letters: list[Letter]
     acks: list[Any]  # opaque to the flusher: handed back to ``ack``
+    messages: list[tuple[str, bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Flusher:
     letter_limit: int = DEFAULT_LIMIT
     letters: list[Letter] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
+    # Other records to publish with the batch: (topic, key, value), e.g. status
+    # transitions — saved at least once, like everything else here.
+    outbox: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     retry: Batch | None = None
     may_consume: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float | None = None  # monotonic start of the flush in flight
@@ -89,9 +93,9 @@ class Flusher:
         else:
             # Everything up to the first await runs in one step of the event loop:
             # the records taken are exactly the effect of the acks taken.
-            batch = Batch(take_records(), self.letters, self.acks)
-            self.letters, self.acks = [], []
-        if not (batch.records or batch.letters or batch.acks):
+            batch = Batch(take_records(), self.letters, self.acks, self.outbox)
+            self.letters, self.acks, self.outbox = [], [], []
+        if not (batch.records or batch.letters or batch.acks or batch.messages):
             return True
         self.started_at = time.monotonic()
         try:
@@ -135,6 +139,8 @@ class Flusher:
                 self._shrink_if_too_large(exc)
                 raise
             letter_futures.append(future)
+        for topic, message_key, message in batch.messages:
+            deliveries.append(await self.send(topic, message_key, message, None, None))
         changelog = self.changelog_topic()
         for partition, key, value in batch.records:
             deliveries.append(await self.send(changelog, key, value, partition, None))

@@ -110,6 +110,13 @@ class PipelineMetrics:
                              "Sellers dropped because nothing of theirs is left in any "
                              "window.", registry=r)
         self.clock = Gauge("popstream_clock_seconds", "The engine's clock (as of).", registry=r)
+        # Present from the first scrape: a worker stuck before its first message
+        # (no consumed-counter increase, ever) is still visibly stuck.
+        self.started = Gauge("popstream_worker_started_seconds",
+                             "When this worker process started (Unix time).", registry=r)
+        self.started.set_to_current_time()
+        self.ready = Gauge("popstream_worker_ready",
+                           "1 once the worker's first state recovery is done.", registry=r)
         self.dead_letter_failures = Counter(
             "popstream_flush_failures",
             "Flushes (changelog writes and dead letters) that failed and will be retried.",
@@ -131,7 +138,7 @@ class Pipeline:
         self.engine = Engine(catalog, now=now, track_dirty=True, track_touched=True,
                              future_horizon=horizon)
         self.fleet = FleetExporter(self.engine, settings.export,  # type: ignore[arg-type]
-                                   _watchlist(settings.watchlist))
+                                   _watchlist(settings.watchlist), transitions=True)
         self.metrics = PipelineMetrics()
         self.seller_partition: dict[str, int] = {}
         # Sellers freed by the engine, until their tombstones are written.
@@ -142,6 +149,9 @@ class Pipeline:
         names = TopicNames(settings.topic_prefix)
         self._topic_type: dict[str, type] = {
             names.for_type(t): _CLASS_OF[t] for t in EVENT_TYPES}
+        for topic in self._topic_type:  # a series per topic from the start, at 0
+            self.metrics.messages.counts[(topic,)] = 0
+        self.lag_labels: set[tuple[str, str]] = set()
         self._owner: dict[str, int] = {}
         # Wall times of the first and last message handled: a throughput probe.
         self.first_message_at: float | None = None
@@ -337,6 +347,7 @@ class Pipeline:
                 self._leaving[seller_id] = partition  # until its tombstones are written
         if freed:
             self.metrics.freed.inc(len(freed))
+        self.fleet.refresh()
         m = self.metrics
         m.pending.set(self.engine.pending_orders)
         m.orders.set(self.engine.tracked_orders)
@@ -368,6 +379,10 @@ class Pipeline:
     def restore(self, items: Iterable[tuple[bytes, bytes | None]], assigned: set[int]) -> int:
         """Rebuild sellers of ``assigned`` partitions that the engine lacks from
         table items; drop sellers of partitions no longer assigned."""
+        # Sellers leaving with their partition, or coming back from the changelog,
+        # did not change status: settle what live events changed first, then take
+        # the restore's moves without transitions.
+        self.fleet.refresh()
         for seller_id, partition in list(self.seller_partition.items()):
             if partition not in assigned:
                 self.engine.drop_seller(seller_id)
@@ -394,7 +409,13 @@ class Pipeline:
             self.engine.restore_seller_chunks(seller_id, seller_chunks)
             self.seller_partition[seller_id] = owner
             restored += 1
+        self.fleet.refresh(emit=False)
         return restored
+
+    def status_events(self) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` of each status transition since the last call, for the
+        ``popstream-status`` topic (keyed by seller)."""
+        return [(t.seller_id.encode(), t.to_json()) for t in self.fleet.take_transitions()]
 
     # --- reading ----------------------------------------------------------------
 

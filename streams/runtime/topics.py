@@ -26,6 +26,7 @@ TOPIC_OF_TYPE: Final[dict[EventType, str]] = {
     "message": "messages",
 }
 DEADLETTER: Final = "popstream-deadletter"
+STATUS: Final = "popstream-status"
 _TOPIC_ALREADY_EXISTS: Final = 36
 
 # Event topics: long enough to rebuild state after losing it (the longest window
@@ -48,6 +49,11 @@ class TopicNames:
     @property
     def deadletter(self) -> str:
         return self.prefix + DEADLETTER
+
+    @property
+    def status(self) -> str:
+        """Seller status transitions (streams.fleet.Transition), keyed by seller."""
+        return self.prefix + STATUS
 
 
 def owner_partition(seller_id: str, partitions: int) -> int:
@@ -120,6 +126,7 @@ async def create_topics(settings: Settings, timeout_ms: int = 30_000) -> TopicRe
     try:
         wanted = dict.fromkeys(names.events, EVENT_RETENTION_MS)
         wanted[names.deadletter] = DEADLETTER_RETENTION_MS
+        wanted[names.status] = DEADLETTER_RETENTION_MS
         described = await admin.describe_topics(list(wanted))
         existing = {
             d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0

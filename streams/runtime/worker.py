@@ -116,9 +116,13 @@ def build_app(settings: Settings) -> Any:
         app.popstream_batch_topics = frozenset(names.events)  # type: ignore[attr-defined]
         app.popstream_may_consume = flusher.may_consume  # type: ignore[attr-defined]
 
+    status_topic = app.topic(names.status, key_type=bytes, value_type=bytes,
+                             partitions=settings.partitions)
+
     @app.task  # type: ignore[untyped-decorator]
     async def prepare() -> None:
         await deadletter.maybe_declare()
+        await status_topic.maybe_declare()
         await _read_limits(settings, pipeline, flusher,
                            [table.changelog_topic.get_topic_name(), names.deadletter])
 
@@ -142,6 +146,7 @@ def build_app(settings: Settings) -> Any:
         # Never awaits the broker: the clock moves while the broker is away.
         for raw, reason in pipeline.tick():
             flusher.dead_letter(None, raw, reason, "(held event)", -1, -1)
+        flusher.outbox += [(names.status, key, value) for key, value in pipeline.status_events()]
         _update_lag(app, pipeline)
 
     @app.timer(interval=settings.flush_interval)  # type: ignore[untyped-decorator]
@@ -163,6 +168,7 @@ def build_app(settings: Settings) -> Any:
         log.info("recovery done: %d table keys, assigned %s", len(table.data), sorted(assigned))
         restored = pipeline.restore(((k, v) for k, v in table.data.items()), assigned)
         pipeline.ready = True
+        pipeline.metrics.ready.set(1)
         log.info("recovered %d sellers for partitions %s", restored, sorted(assigned))
 
     def health() -> dict[str, Any]:
@@ -210,12 +216,19 @@ def _update_lag(app: Any, pipeline: Pipeline) -> None:
         assignment = consumer.assignment()
     except Exception:  # not started yet
         return
+    seen: set[tuple[str, str]] = set()
     for tp in assignment:
         highwater = consumer.highwater(tp)
         committed = app.consumer._committed_offset.get(tp)
         if highwater is not None and committed is not None:
-            pipeline.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                max(0, highwater - committed))
+            labels = (tp.topic, str(tp.partition))
+            pipeline.metrics.lag.labels(*labels).set(max(0, highwater - committed))
+            seen.add(labels)
+    # A partition this worker lost is another worker's to report: its series ends
+    # here (a stale 0 would hide a stall; a stale N would fake one).
+    for labels in pipeline.lag_labels - seen:
+        pipeline.metrics.lag.remove(*labels)
+    pipeline.lag_labels = seen
 
 
 def _credentials(settings: Settings) -> Any:

@@ -130,3 +130,38 @@ def test_buckets_sit_around_the_target_and_warning() -> None:
     assert bounds[-1] == 1
     pop = default_catalog().by_name("perfect_order_percentage")
     assert {Fraction(97, 100), Fraction(976, 1000), Fraction(1)} <= set(value_buckets(pop))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(log=logs(max_size=60), steps=st.lists(st.integers(0, 200), min_size=1, max_size=4))
+def test_status_transitions_replayed_give_every_current_status(
+        log: list[bytes], steps: list[int]) -> None:
+    """A consumer of popstream-status that folds the transitions, from "nothing
+    known" (insufficient_volume), holds every seller's current status; no transition
+    is a no-op, and each one starts where the previous one for that pair ended."""
+    engine = Engine(LOW_FLOORS, now=to_us(NOW), track_touched=True)
+    exporter = FleetExporter(engine, "alerting", transitions=True)
+    known: dict[tuple[str, str], str] = {}
+
+    def fold() -> None:
+        exporter.refresh()
+        for t in exporter.take_transitions():
+            assert t.was != t.status
+            assert known.get((t.seller_id, t.metric), "insufficient_volume") == t.was
+            known[(t.seller_id, t.metric)] = t.status
+
+    for line in log:
+        with contextlib.suppress(InvalidEvent):
+            engine.apply_bytes(line)
+        fold()
+    for days in steps:
+        engine.advance(engine.now + days * US_PER_DAY // 2)
+        fold()
+        report = engine.report()
+        for (seller, metric), status in known.items():
+            current = report[seller][metric].status if seller in report else (
+                "insufficient_volume")
+            assert status == current
+        for seller, metrics in report.items():
+            for metric, mv in metrics.items():
+                assert known.get((seller, metric), "insufficient_volume") == mv.status
