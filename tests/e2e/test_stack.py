@@ -1,9 +1,13 @@
 """End to end on loopback: Kafka, a worker, Debian's Prometheus and Alertmanager.
 
-A seller pushed over the late-shipment target must page (the breach alert reaches
-the webhook with the right labels); a healthy seller raises nothing; a seller with
-too few orders is held back by the minimum-orders guard. Then every dashboard
-panel's query runs through the Prometheus HTTP API and must return data.
+Routing as an on-call team needs it: a seller pushed over the late-shipment target
+(with enough orders and late ones for the worker's status to say ``breach``)
+reaches the seller-notification receiver and never the pager; a healthy seller
+and a seller with too few orders raise nothing. Every dashboard panel's query
+returns data from the live Prometheus. Then the worker stops: ``WorkerDown``
+reaches the pager while the seller's breach keeps firing through the gap
+(``keep_firing_for``), neither inhibiting the other, and no "resolved" reaches the
+seller.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ def _events(prefix: str) -> list[tuple[str, bytes, bytes]]:
     def send(doc: dict[str, Any]) -> None:
         out.append((names.for_type(doc["type"]), doc["seller_id"].encode(), orjson.dumps(doc)))
 
-    for seller, orders, late_every in (("BAD", 12, 2), ("GOOD", 12, 0), ("FEW", 3, 1)):
+    # BAD: 40 orders, 20 late (over min_orders 30 and min_count 3); FEW: 3 late of 3,
+    # insufficient_volume.
+    for seller, orders, late_every in (("BAD", 40, 2), ("GOOD", 40, 0), ("FEW", 3, 1)):
         for n in range(orders):
             oid = f"{seller}-{n}"
             at = now - 2 * US_PER_DAY + n * 60_000_000
@@ -91,7 +97,23 @@ def _query(port: int, expr: str) -> list[Any]:
     return result
 
 
-def test_breach_pages_healthy_stays_quiet_guard_holds_and_every_panel_has_data(
+def _notes(path: str, alertname: str | None = None, status: str = "firing"
+           ) -> list[dict[str, Any]]:
+    """Alerts delivered to one webhook path (``/pager``, ``/sellers``)."""
+    return [a for note in list(_Sink.received) if note["path"] == path
+            for a in note["alerts"]
+            if (alertname is None or a["labels"].get("alertname") == alertname)
+            and a["status"] == status]
+
+
+def _am_alerts(port: int) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v2/alerts"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        alerts: list[dict[str, Any]] = json.loads(r.read())
+    return alerts
+
+
+def test_seller_breach_to_sellers_worker_down_to_pager_both_at_once_and_panels_have_data(
     kafka_bootstrap: str, tmp_path: Path, sink: str
 ) -> None:
     prefix, app_id = f"e{uuid.uuid4().hex[:8]}-", f"ps-{uuid.uuid4().hex[:8]}"
@@ -104,6 +126,10 @@ def test_breach_pages_healthy_stays_quiet_guard_holds_and_every_panel_has_data(
     try:
         wait_for(lambda: (worker.sellers() or {}).keys() >= {"BAD", "GOOD", "FEW"}, 90,
                  "the worker to serve the three sellers")
+        sellers = worker.sellers() or {}
+        assert sellers["BAD"]["late_shipment_rate"]["status"] == "breach"
+        assert sellers["GOOD"]["late_shipment_rate"]["status"] == "healthy"
+        assert sellers["FEW"]["late_shipment_rate"]["status"] == "insufficient_volume"
 
         def trickle() -> None:  # keeps rate() and latency panels fed
             n = 0
@@ -120,11 +146,12 @@ def test_breach_pages_healthy_stays_quiet_guard_holds_and_every_panel_has_data(
         am_config = alertmanager_config(sink)
         am_config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
         for route in am_config["route"]["routes"]:
-            route["group_wait"] = "1s"
+            route.update(group_wait="1s", group_interval="1s")
         (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
+        # Holds cut to seconds; keep_firing_for stays what production has (10m).
         rules = prometheus_rules(default_catalog(), timing=AlertTiming(
-            breach_for="2s", warning_for="2s", worker_down_for="5s", pipeline_for="1m"))
-        rules["groups"][0]["interval"] = "1s"
+            breach_for="2s", warning_for="2s", worker_down_for="2s", pipeline_for="5m",
+            fleet_for="5m"))
         (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -145,33 +172,57 @@ def test_breach_pages_healthy_stays_quiet_guard_holds_and_every_panel_has_data(
              f"--web.listen-address=127.0.0.1:{prom_port}"],
             stdout=log, stderr=subprocess.STDOUT))
 
-        def paged() -> list[dict[str, Any]]:
-            return [a for note in _Sink.received if note["path"] == "/pager"
-                    for a in note["alerts"]
-                    if a["labels"].get("alertname") == "PopstreamLateShipmentRateBreach"
-                    and a["status"] == "firing"]
-
-        alerts = wait_for(paged, 120, "the breach alert to reach the webhook")
+        # 1. A seller's breach reaches the sellers' receiver, and not the pager.
+        breach = "PopstreamLateShipmentRateBreach"
+        alerts = wait_for(lambda: _notes("/sellers", breach), 60,
+                          "the breach alert to reach the seller receiver")
         labels = alerts[0]["labels"]
         assert labels["seller_id"] == "BAD"
         assert labels["metric"] == "late_shipment_rate"
-        assert labels["severity"] == "critical"
-        assert "BAD breaches late_shipment_rate: 50% (healthy < 4%)" in (
-            alerts[0]["annotations"]["summary"])
+        assert labels["severity"] == "seller"
+        assert labels["seller_status"] == "breach"
+        assert alerts[0]["annotations"]["summary"] == (
+            "Seller BAD breaches late_shipment_rate: 50% (healthy below 4%)")
         firing = _query(prom_port, 'ALERTS{alertstate="firing"}')
         by_seller = {(a["metric"].get("seller_id"), a["metric"]["alertname"]) for a in firing}
         assert not {s for s, _ in by_seller if s == "GOOD"}, "a healthy seller raised an alert"
-        assert not {a for s, a in by_seller if s == "FEW" and a.endswith("Breach")}, (
-            "the minimum-orders guard let a 3-order seller page")
-        assert _query(prom_port, 'popstream:seller_metric_breach{seller_id="FEW"}'), (
-            "FEW is over the target; only the guard holds it back")
+        assert not {s for s, _ in by_seller if s == "FEW"}, (
+            "a seller under min_orders raised an alert")
 
+        # 2. Every dashboard panel has data.
         empty = []
         for name, dashboard in dashboards(default_catalog()).items():
             for title, expr in panel_queries(dashboard):
-                if not _query(prom_port, expr.replace("$seller", "BAD")):
+                runnable = expr.replace("$__rate_interval", "1m").replace("$seller", "BAD")
+                if not _query(prom_port, runnable):
                     empty.append(f"{name}: {title}: {expr}")
         assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+        # 3. The worker stops: WorkerDown pages; the seller's breach rides out the gap
+        # (keep_firing_for), so both are active at once and neither inhibits the other.
+        stop_trickle.set()
+        worker.stop()
+        down = wait_for(lambda: _notes("/pager", "PopstreamWorkerDown"), 30,
+                        "WorkerDown to reach the pager")
+        assert down[0]["labels"]["instance"] == f"127.0.0.1:{worker.port}"
+        assert down[0]["labels"]["severity"] == "page"
+        states = {a["labels"]["alertname"]: a["status"]["state"]
+                  for a in _am_alerts(am_port)
+                  if a["labels"]["alertname"] in (breach, "PopstreamWorkerDown")}
+        assert states == {breach: "active", "PopstreamWorkerDown": "active"}
+        assert not _query(prom_port, 'popstream_seller_metric_status{seller_id="BAD"}'), (
+            "the worker's series should be gone")
+        assert _query(prom_port, f'ALERTS{{alertname="{breach}",alertstate="firing"}}')
+
+        # Nothing of a seller was paged, nothing of the pipeline went to sellers, and
+        # the seller was never told "resolved" during the gap.
+        paged = {a["labels"]["alertname"] for a in _notes("/pager")}
+        assert not any(a["labels"].get("severity") == "seller" for a in _notes("/pager"))
+        assert "PopstreamWorkerDown" in paged
+        # (BAD's 20 late orders of 40 also breach the Perfect Order Percentage.)
+        told = {(a["labels"]["seller_id"], a["labels"]["alertname"]) for a in _notes("/sellers")}
+        assert told == {("BAD", breach), ("BAD", "PopstreamPerfectOrderPercentageBreach")}
+        assert _notes("/sellers", status="resolved") == []
     finally:
         stop_trickle.set()
         for proc in processes:
