@@ -268,6 +268,9 @@ class Engine:
         self._wakeups: list[tuple[int, str]] = []
         self._seq = 0
         self.pending_orders = 0
+        # Order records held, kept as they come and go: a gauge read every tick
+        # and /health must not walk a million sellers.
+        self.orders_held = 0
         # Held events rejected when the clock made them due; callers drain this
         # (replay reports them, the worker dead-letters them).
         self.deferred_rejects: list[tuple[Event, ConflictingEvent]] = []
@@ -353,6 +356,7 @@ class Engine:
                 rday, flags = rec.record_day(record)
                 if rday == day:
                     del seller.orders[order_id]
+                    self.orders_held -= 1
                     self._mark(seller_id, day)
                     emptied.add(seller_id)
                     if not flags & HAS_ORDER:
@@ -432,6 +436,7 @@ class Engine:
         if outcome is _EXPIRED:
             if record is not None:
                 del seller.orders[order_id]
+                self.orders_held -= 1
                 self.pending_orders -= 1  # only a pending record can meet its order
                 self._mark(seller_id, old_day)
             self._mark(seller_id, META)  # has_orders
@@ -439,6 +444,7 @@ class Engine:
             return outcome
         if record is None:
             self._orders_by_day.add(fields[DAY], seller_id, order_id)
+            self.orders_held += 1
             if not fields[FLAGS] & HAS_ORDER:
                 self.pending_orders += 1
         else:
@@ -624,6 +630,7 @@ class Engine:
                 return
             fields, digests = rec.new_fields(self.today), b""
             self._orders_by_day.add(self.today, seller.id, order_id)
+            self.orders_held += 1
             self.pending_orders += 1
         else:
             fields, digests = rec.unpack(record)
@@ -766,8 +773,8 @@ class Engine:
 
     @property
     def tracked_orders(self) -> int:
-        """Order records held, pending ones included."""
-        return sum(len(s.orders) for s in self.sellers.values())
+        """Order records held, pending ones included (kept as they come and go)."""
+        return self.orders_held
 
     # --- snapshots --------------------------------------------------------------
 
@@ -791,6 +798,7 @@ class Engine:
         if seller is not None:
             if self.touched is not None:
                 self.touched.setdefault(seller_id, list(seller.sums))
+            self.orders_held -= len(seller.orders)
             self.pending_orders -= sum(
                 1 for r in seller.orders.values() if not rec.record_day(r)[1] & HAS_ORDER
             )
@@ -838,6 +846,7 @@ class Engine:
                 self._mark(seller_id, day)  # left the longest window while away
                 continue
             seller.orders[order_id] = record
+            self.orders_held += 1
             self._orders_by_day.add(day, seller_id, order_id)
             if not flags & HAS_ORDER:
                 self.pending_orders += 1

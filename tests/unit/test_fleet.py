@@ -86,6 +86,7 @@ def test_fleet_series_kept_by_difference_equal_a_recount(
         engine.advance(engine.now + days * US_PER_DAY // 2)
         got = samples(exporter.render())
         want = recount(engine)
+        assert engine.tracked_orders == sum(len(s.orders) for s in engine.sellers.values())
         for key, value in want.items():
             if key[0] == "popstream_fleet_metric_value_sum":
                 assert got[key] == pytest.approx(value, abs=1e-9)
