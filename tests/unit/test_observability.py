@@ -125,11 +125,14 @@ def test_dashboards_are_well_formed_grafana_models() -> None:
     files = {k: v for k, v in rendered_files().items() if k.startswith("grafana/dashboards/")}
     assert len(files) == 3
     uids = set()
+    builtins = {"__rate_interval", "__interval", "__range"}
     for rel, text in files.items():
         doc = json.loads(text)
         uids.add(doc["uid"])
         ids = [p["id"] for p in doc["panels"]]
         assert len(ids) == len(set(ids)), rel
+        titles = [p["title"] for p in doc["panels"]]
+        assert len(titles) == len(set(titles)), rel
         variables = {v["name"] for v in doc["templating"]["list"]}
         for panel in doc["panels"]:
             pos = panel["gridPos"]
@@ -137,7 +140,92 @@ def test_dashboards_are_well_formed_grafana_models() -> None:
             assert panel["datasource"]["uid"] == uid
             assert panel["targets"], panel["title"]
             for target in panel["targets"]:
-                used = {w[1:] for w in target["expr"].replace('"', " ").split() if
-                        w.startswith("$")}
-                assert used <= variables, (panel["title"], used)
+                used = set(re.findall(r"\$(\w+)", target["expr"]))
+                assert used <= variables | builtins, (panel["title"], used)
     assert len(uids) == 3
+
+
+def _boards() -> dict[str, dict[str, Any]]:
+    from streams.engine.catalog import default_catalog
+    from streams.observability.dashboards import dashboards
+
+    return dashboards(default_catalog())
+
+
+def _targets() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [(name, panel, t) for name, board in _boards().items()
+            for panel in board["panels"] for t in panel["targets"]]
+
+
+def test_no_range_query_reads_every_seller() -> None:
+    """Issue #10: range queries over all sellers hit the 50M-sample limit at 100,000
+    sellers. Per-seller series are read by range only for the one picked seller."""
+    for name, panel, t in _targets():
+        if t["range"] and "popstream_seller_" in t["expr"]:
+            assert 'seller_id="$seller"' in t["expr"], (name, panel["title"])
+        assert "popstream:" not in t["expr"], "dashboards need no recording rule"
+
+
+def test_tables_stats_and_gauges_are_instant_and_rates_use_rate_interval() -> None:
+    for name, panel, t in _targets():
+        assert t["instant"] != t["range"], (name, panel["title"])
+        if panel["type"] in ("table", "stat", "bargauge"):
+            assert t["instant"], (name, panel["title"])
+        windows = re.findall(r"\[([^\]]+)\]", t["expr"])
+        assert all(w == "$__rate_interval" for w in windows), (panel["title"], windows)
+
+
+def test_worst_tables_show_n_sellers_past_the_floor_coloured_against_the_target() -> None:
+    from streams.engine.catalog import default_catalog
+    from streams.observability.dashboards import WORST_N
+
+    fleet = _boards()["fleet-health"]
+    for metric in default_catalog().metrics:
+        panel = next(p for p in fleet["panels"] if p["type"] == "table"
+                     and p["title"].startswith(f"{metric.name}: {WORST_N} worst"))
+        worst = "bottomk" if metric.healthy == "at_least" else "topk"
+        first = panel["targets"][0]["expr"]
+        assert first.startswith(f"{worst}({WORST_N}, "), first
+        assert 'status!="insufficient_volume"' in first
+        assert all(first in t["expr"] for t in panel["targets"]), "rows of the same sellers"
+        value = next(o for o in panel["fieldConfig"]["overrides"]
+                     if o["matcher"]["options"] == "Value #A")
+        props = {p["id"]: p["value"] for p in value["properties"]}
+        steps = [s["value"] for s in props["thresholds"]["steps"]]
+        assert metric.target in steps, steps
+        assert props["custom.cellOptions"]["type"] == "color-background"
+        assert props["displayName"] == metric.name
+
+
+def test_zero_breaches_show_as_zero_and_the_seller_picker_loads_no_ids() -> None:
+    fleet, seller = _boards()["fleet-health"], _boards()["seller-detail"]
+    bar = next(p for p in fleet["panels"] if p["title"] == "Sellers in breach, per metric")
+    # popstream_fleet_sellers carries every status, 0 included, on every worker.
+    assert bar["targets"][0]["expr"].startswith("sum by (metric) (popstream_fleet_sellers{")
+    (picker,) = seller["templating"]["list"]
+    assert picker["name"] == "seller"
+    assert picker["type"] == "textbox" or 'status=~"warning|breach"' in picker["query"]
+
+
+def test_ratio_axes_around_the_target_and_legends_tell_series_apart() -> None:
+    from streams.engine.catalog import default_catalog
+
+    for name, board in _boards().items():
+        for panel in board["panels"]:
+            if panel["type"] != "table":  # tables name columns, not series
+                legends = [t["legendFormat"] for t in panel["targets"]]
+                assert len(legends) == len(set(legends)), (name, panel["title"], legends)
+            defaults = panel.get("fieldConfig", {}).get("defaults", {})
+            if defaults.get("unit") != "percentunit" or panel["type"] != "timeseries":
+                continue
+            metric = next(m for m in default_catalog().metrics
+                          if panel["title"].startswith(m.name))
+            custom = defaults["custom"]
+            if metric.healthy == "below":
+                assert defaults["min"] == 0
+                assert "max" not in defaults
+                assert metric.target < custom["axisSoftMax"] <= 3 * metric.target
+            else:
+                headroom = 1 - metric.target
+                assert defaults["max"] == 1
+                assert metric.target - 3 * headroom <= custom["axisSoftMin"] < metric.target
