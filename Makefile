@@ -65,5 +65,13 @@ bench-smoke: $(BENCH_STAMP)
 	@$(PY) -m bench.compare --events 20000 --sellers 1000 --runs 1 --quick --settle 2 \
 	    --recovery-orders 20000 --warmup 3 --measure 3
 
+# Dashboards at fleet size (issue #10): 100,000 sellers' series over 6 h backfilled
+# into Debian's Prometheus (promtool), every panel query of every dashboard timed in
+# both export modes (bench/dashboards_bench.py; bench/results/dashboards.json).
+# Long: ~30 GB of OpenMetrics text go through promtool, 15 GB at a time.
+.PHONY: bench-dashboards
+bench-dashboards: $(STAMP) tools
+	@$(PY) -m bench.dashboards_bench --sellers 100000
+
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis
