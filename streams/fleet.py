@@ -27,7 +27,7 @@ its cost depends on the exported sellers, not on all of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Literal
@@ -136,6 +136,8 @@ class FleetExporter:
         # Status changes since the last take_transitions() (when asked for): how a
         # marketplace tells a million sellers without Alertmanager.
         self.transitions: list[Transition] | None = [] if transitions else None
+        self._backlog: dict[str, list[int]] = {}
+        self.version = 0  # moves when a seller starts or stops being tracked
         del windows
         self._seed()
 
@@ -146,15 +148,22 @@ class FleetExporter:
             self._move(seller_id, zeros, seller.sums, emit=False)
         self.engine.take_touched()
 
-    def refresh(self, emit: bool = True) -> int:
-        """Apply what moved since the last refresh; returns how many sellers.
-        ``emit=False``: no transitions (a restore brings back known statuses)."""
-        touched = self.engine.take_touched()
+    def refresh(self, emit: bool = True, limit: int | None = None) -> int:
+        """Apply what moved since the last refresh, at most ``limit`` sellers of it
+        (the rest waits in a backlog: a midnight roll touches every seller, and the
+        worker catches up in slices between messages and scrapes). Returns how many
+        sellers are still waiting. ``emit=False``: no transitions (a restore brings
+        back known statuses)."""
+        backlog = self._backlog
+        for seller_id, before in self.engine.take_touched().items():
+            backlog.setdefault(seller_id, before)  # the earliest "before" counts
         sellers = self.engine.sellers
-        for seller_id, before in touched.items():
+        count = len(backlog) if limit is None else min(limit, len(backlog))
+        for _ in range(count):
+            seller_id, before = backlog.popitem()
             seller = sellers.get(seller_id)
             self._move(seller_id, before, seller.sums if seller is not None else None, emit)
-        return len(touched)
+        return len(backlog)
 
     def take_transitions(self) -> list[Transition]:
         out = self.transitions or []
@@ -166,6 +175,8 @@ class FleetExporter:
               emit: bool = True) -> None:
         mask = LANE_MASK
         old: list[Status] = []
+        if bool(before[-1]) != bool(after is not None and after[-1]):
+            self.version += 1
         if before[-1]:
             self.tracked -= 1
             for i, plan in enumerate(self.plans):
@@ -247,16 +258,22 @@ class FleetExporter:
     # --- rendering ----------------------------------------------------------------
 
     def render(self, trailer: str = "") -> bytes:
-        """The exposition text: per-seller families, fleet, catalog, then ``trailer``."""
+        """The exposition text: per-seller families, fleet, catalog, then ``trailer``
+        (everything caught up first: for tests and tools; the worker uses
+        :meth:`render_parts`)."""
         self.refresh()
-        out: list[str] = []
+        return "".join([*self.render_parts(), trailer]).encode()
+
+    def render_parts(self, slice_size: int = 5000) -> Iterator[str]:
+        """The text in parts of ``slice_size`` sellers, from a snapshot of the
+        exported sellers taken first: a caller on an event loop yields between
+        parts, so a large scrape never blocks the loop for long."""
         chunks = list(self.exported.values())
         for k, (family, kind, help_text) in enumerate(_SELLER_FAMILIES):
-            out.append(f"# HELP {P}{family} {help_text}\n# TYPE {P}{family} {kind}\n")
-            out.extend(chunk[k] for chunk in chunks)
-        out += self.fleet_lines()
-        out.append(trailer)
-        return "".join(out).encode()
+            yield f"# HELP {P}{family} {help_text}\n# TYPE {P}{family} {kind}\n"
+            for start in range(0, len(chunks), slice_size):
+                yield "".join([chunk[k] for chunk in chunks[start:start + slice_size]])
+        yield "".join(self.fleet_lines())
 
     def fleet_lines(self) -> list[str]:
         out: list[str] = []

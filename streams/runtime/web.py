@@ -9,14 +9,45 @@ and ``/api`` answer 503 until then; ``/health`` always answers, with ``status``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from streams.runtime.pipeline import Pipeline
+from streams.engine.catalog import STATUSES
+from streams.runtime.pipeline import MAX_PAGE, Pipeline
 
 _NOT_READY = {"error": "recovering state: not ready yet", "status": "starting"}
+
+
+def page_query(params: dict[str, str], pipeline: Pipeline) -> dict[str, Any] | str:
+    """``/api/sellers`` query parameters, validated: the keyword arguments of
+    :meth:`Pipeline.sellers_page`, or the message of a 400."""
+    allowed = {"status", "metric", "limit", "cursor"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        return f"unknown parameters {unknown}; allowed: {sorted(allowed)}"
+    out: dict[str, Any] = {}
+    status = params.get("status")
+    if status is not None:
+        if status not in STATUSES:
+            return f"status must be one of {list(STATUSES)}, got {status!r}"
+        out["status"] = status
+    metric = params.get("metric")
+    if metric is not None:
+        names = [m.name for m in pipeline.engine.catalog.metrics]
+        if metric not in names:
+            return f"metric must be one of {names}, got {metric!r}"
+        out["metric"] = metric
+    limit = params.get("limit")
+    if limit is not None:
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+            return f"limit must be an integer 1..{MAX_PAGE}, got {limit!r}"
+        out["limit"] = int(limit)
+    if "cursor" in params:
+        out["cursor"] = params["cursor"]
+    return out
 
 
 def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]) -> None:
@@ -26,8 +57,11 @@ def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]
     async def metrics(web: Any, request: Any) -> Any:
         if not pipeline.ready:
             return web.json(_NOT_READY, status=503)
-        return web.bytes(pipeline.render_metrics(),
-                         content_type="text/plain; version=0.0.4")
+        parts: list[str] = []
+        for part in pipeline.render_parts():
+            parts.append(part)
+            await asyncio.sleep(0)  # let messages, ticks and /health through
+        return web.bytes("".join(parts).encode(), content_type="text/plain; version=0.0.4")
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health_view(web: Any, request: Any) -> Any:
@@ -38,7 +72,10 @@ def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]
     async def sellers(web: Any, request: Any) -> Any:
         if not pipeline.ready:
             return web.json(_NOT_READY, status=503)
-        return web.bytes(orjson.dumps(pipeline.sellers_json()),
+        query = page_query(dict(request.query), pipeline)
+        if isinstance(query, str):
+            return web.json({"error": query}, status=400)
+        return web.bytes(orjson.dumps(pipeline.sellers_page(**query)),
                          content_type="application/json")
 
     @app.page("/api/sellers/{seller_id}")  # type: ignore[untyped-decorator]

@@ -40,7 +40,7 @@ from streams.engine.engine import Outcome
 from streams.runtime.changelog import chunk_key, parse_chunk_key
 from streams.runtime.faust_options import faust_options
 from streams.runtime.flusher import MIN_LETTER_LIMIT, Flusher
-from streams.runtime.pipeline import Pipeline
+from streams.runtime.pipeline import REFRESH_SLICE, Pipeline
 from streams.runtime.topics import TopicNames, read_max_message_bytes
 from streams.runtime.web import add_views
 from streams.settings import Settings
@@ -125,6 +125,16 @@ def build_app(settings: Settings) -> Any:
         await status_topic.maybe_declare()
         await _read_limits(settings, pipeline, flusher,
                            [table.changelog_topic.get_topic_name(), names.deadletter])
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def fleet_catch_up() -> None:
+        # The fleet exporter's backlog (a midnight roll touches every seller) is
+        # worked off in slices of ~25 ms, so messages and scrapes keep flowing.
+        while not app.should_stop:
+            if pipeline.fleet.refresh(limit=REFRESH_SLICE):
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.2)
 
     # The agent subscribes the worker to the event topics. On the fast path
     # (streams.runtime.fastpath) its stream stays empty: the transport hands fetched

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -61,8 +62,17 @@ class Worker:
         return body if path == "/metrics" else orjson.loads(body)
 
     def sellers(self) -> dict[str, Any] | None:
-        doc = self.get("/api/sellers")
-        return None if doc is None else doc["sellers"]
+        """Every seller the worker serves, following ``next_cursor`` page by page."""
+        out: dict[str, Any] = {}
+        path = "/api/sellers"
+        while True:
+            doc = self.get(path)
+            if doc is None or "sellers" not in doc:
+                return None
+            out.update(doc["sellers"])
+            if doc.get("next_cursor") is None:
+                return out
+            path = "/api/sellers?cursor=" + urllib.parse.quote(doc["next_cursor"])
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -207,3 +207,61 @@ def _iso(us: int) -> str:
     from streams.engine.events import format_us
 
     return format_us(us)
+
+
+def test_api_pages_filter_and_follow_the_cursor() -> None:
+    """/api/sellers in pages: id order, ``limit`` per page, ``next_cursor`` until
+    the last; ``status`` and ``metric`` filter; every seller exactly once."""
+    from streams.runtime.web import page_query
+
+    p, alerting = pipeline(export="all"), pipeline()
+    sellers = [f"s{n:02d}" for n in range(25)]
+    for n, seller in enumerate(sellers):
+        _feed(alerting, n, seller)
+        part = owner_partition(seller, 4)
+        for k in range(30 + n):
+            late = "2024-06-14T20:00:00Z" if k < n % 3 * 2 else "2024-06-14T11:00:00Z"
+            doc = dict(ORDER, seller_id=seller, event_id=f"{seller}-{k}", order_id=f"o{k}")
+            assert p.handle(orjson.dumps(doc), "orders", part, k, None, seller.encode()) == []
+            ship = {"event_id": f"{seller}-s{k}", "type": "shipment", "seller_id": seller,
+                    "order_id": f"o{k}", "occurred_at": late, "tracking_id": "T"}
+            assert p.handle(orjson.dumps(ship), "shipments", part, k, None,
+                            seller.encode()) == []
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = p.sellers_page(limit=7, cursor=cursor)
+        assert len(page["sellers"]) <= 7
+        seen += list(page["sellers"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(sellers)
+    full = p.sellers_json()
+    assert full is not None
+    for status in ("healthy", "warning", "breach"):
+        got = p.sellers_page(status=status, metric="late_shipment_rate")["sellers"]
+        want = {s for s, m in full["sellers"].items()
+                if m["late_shipment_rate"]["status"] == status}
+        assert set(got) == want
+        assert all(set(metrics) == {"late_shipment_rate"} for metrics in got.values())
+    assert {m["late_shipment_rate"]["status"] for m in full["sellers"].values()} >= {
+        "healthy", "breach"}
+    for status in ("warning", "breach"):  # found among the exported sellers
+        assert alerting.sellers_page(status=status) == p.sellers_page(status=status)
+    assert page_query({"limit": "0"}, p) == "limit must be an integer 1..10000, got '0'"
+    assert "status must be one of" in str(page_query({"status": "bad"}, p))
+    assert "unknown parameters" in str(page_query({"x": "1"}, p))
+    assert page_query({"status": "breach", "limit": "5", "cursor": "s03"}, p) == {
+        "status": "breach", "limit": 5, "cursor": "s03"}
+
+
+def _feed(p: Pipeline, n: int, seller: str) -> None:
+    part = owner_partition(seller, 4)
+    for k in range(30 + n):
+        late = "2024-06-14T20:00:00Z" if k < n % 3 * 2 else "2024-06-14T11:00:00Z"
+        doc = dict(ORDER, seller_id=seller, event_id=f"{seller}-{k}", order_id=f"o{k}")
+        p.handle(orjson.dumps(doc), "orders", part, k, None, seller.encode())
+        ship = {"event_id": f"{seller}-s{k}", "type": "shipment", "seller_id": seller,
+                "order_id": f"o{k}", "occurred_at": late, "tracking_id": "T"}
+        p.handle(orjson.dumps(ship), "shipments", part, k, None, seller.encode())
