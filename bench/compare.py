@@ -265,8 +265,9 @@ def run_popstream(c: Contender, bootstrap: str, prefix: str, messages: int, tmp:
                   profile: Path | None = None) -> tuple[Run, Worker]:
     """Start a worker; wait until it consumed every message and its gauges equal
     ``want`` (None: don't check). Returns the run and the worker, still running."""
+    # POPSTREAM_EXPORT=all: the check reads every seller's gauges from /metrics.
     env = {"POPSTREAM_TOPIC_PREFIX": prefix, "POPSTREAM_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
-           "POPSTREAM_FAST_PATH": "1", **c.popstream_env}
+           "POPSTREAM_FAST_PATH": "1", "POPSTREAM_EXPORT": "all", **c.popstream_env}
     worker = Worker(bootstrap, env, tmp, AS_OF, f"{c.name}-{uuid.uuid4().hex[:8]}")
     if profile:
         _SAMPLERS[worker.proc.pid] = profiles.record(worker.proc.pid, profile)
