@@ -49,7 +49,9 @@ class Stack:
         return {"POPSTREAM_TOPIC_PREFIX": self.prefix, "POPSTREAM_APP_ID": self.app_id,
                 "POPSTREAM_MAX_MESSAGE_BYTES": str(MAX_BYTES),
                 "POPSTREAM_SESSION_TIMEOUT": "6", "POPSTREAM_PARTITIONS": "4",
-                "POPSTREAM_STORE": self.store}
+                "POPSTREAM_STORE": self.store,
+                # Every seller's series: these tests check each one against the reference.
+                "POPSTREAM_EXPORT": "all"}
 
     def worker(self, name: str) -> Worker:
         w = Worker(self.bootstrap, self.env, self.tmp, AS_OF, name)
