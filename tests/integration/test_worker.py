@@ -292,8 +292,9 @@ def test_topics_create_is_idempotent(stack: Stack) -> None:
     settings = from_env({}, bootstrap_servers=stack.bootstrap, topic_prefix=stack.prefix)
     report = run(create_topics(settings))
     assert report.created == []
+    names = TopicNames(stack.prefix)
     assert set(report.existing) == {stack.prefix + t for t in TOPIC_OF_TYPE.values()} | {
-        TopicNames(stack.prefix).deadletter}
+        names.deadletter, names.status}
     assert all(n == 4 for n in report.existing.values())
 
 
