@@ -654,6 +654,33 @@ def instant(port: int, expr: str, at: int) -> list[dict[str, Any]]:
     return result
 
 
+def _measure(port: int, dashboard: str, panel: str, ref_id: str, expr: str,
+             instant: bool, step: int | None, end: int, range_s: float, repeat: int,
+             rows: int | None, timeout: float) -> QueryResult:
+    if instant:
+        path, params = "/api/v1/query", {"query": expr, "time": str(end)}
+    else:
+        assert step is not None
+        start = (end - int(range_s)) // step * step  # Grafana aligns to the step
+        path, params = "/api/v1/query_range", {
+            "query": expr, "start": str(start), "end": str(end // step * step),
+            "step": str(step)}
+    params["stats"] = "all"
+    times, doc = [], {}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        doc = _post(port, path, params, timeout)
+        times.append(time.perf_counter() - t0)
+    ok = doc.get("status") == "success"
+    stats = (doc.get("data") or {}).get("stats", {}).get("samples", {}) if ok else {}
+    return QueryResult(
+        dashboard, panel, ref_id, "instant" if instant else "range", step, expr,
+        round(times[0], 4), round(statistics.median(times), 4),
+        len(doc["data"]["result"]) if ok else 0, rows,
+        stats.get("totalQueryableSamples"), stats.get("peakSamples"),
+        None if ok else str(doc.get("error", doc))[:300])
+
+
 def run_queries(port: int, dataset: Dataset, repeat: int = 3,
                 timeout: float = 130) -> list[QueryResult]:
     """Every query of every dashboard, as Grafana runs it, ``repeat`` times each."""
@@ -662,32 +689,51 @@ def run_queries(port: int, dataset: Dataset, repeat: int = 3,
     for name, board in dashboards(default_catalog()).items():
         widths = {p["title"]: p["gridPos"]["w"] for p in board["panels"]}
         for q in panel_targets(board):
-            step = None if q.instant else grafana_step(range_s, widths[q.panel])
-            expr = q.runnable(rate_interval(step or grafana_step(range_s, widths[q.panel])),
-                              dataset.seller)
-            if q.instant:
-                path, params = "/api/v1/query", {"query": expr, "time": str(end)}
-            else:
-                assert step is not None
-                start = (end - int(range_s)) // step * step  # Grafana aligns to the step
-                path, params = "/api/v1/query_range", {
-                    "query": expr, "start": str(start), "end": str(end // step * step),
-                    "step": str(step)}
-            params["stats"] = "all"
-            times, doc = [], {}
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                doc = _post(port, path, params, timeout)
-                times.append(time.perf_counter() - t0)
-            ok = doc.get("status") == "success"
-            stats = (doc.get("data") or {}).get("stats", {}).get("samples", {}) if ok else {}
-            results.append(QueryResult(
-                name, q.panel, q.ref_id, "instant" if q.instant else "range", step, expr,
-                round(times[0], 4), round(statistics.median(times), 4),
-                len(doc["data"]["result"]) if ok else 0, q.rows,
-                stats.get("totalQueryableSamples"), stats.get("peakSamples"),
-                None if ok else str(doc.get("error", doc))[:300]))
+            step = grafana_step(range_s, widths[q.panel])
+            expr = q.runnable(rate_interval(step), dataset.seller)
+            results.append(_measure(port, name, q.panel, q.ref_id, expr, q.instant,
+                                    None if q.instant else step, end, range_s, repeat,
+                                    q.rows, timeout))
     return results
+
+
+def dashboard_loads(port: int, dataset: Dataset, concurrency: int = 6) -> dict[str, float]:
+    """Seconds until every query of a dashboard has answered, sent ``concurrency`` at
+    a time (a browser's connections per host): what a user waits for on opening it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    end, range_s = dataset.timeline.end, dataset.timeline.hours * 3600
+    loads = {}
+    for name, board in dashboards(default_catalog()).items():
+        widths = {p["title"]: p["gridPos"]["w"] for p in board["panels"]}
+        jobs = []
+        for q in panel_targets(board):
+            step = grafana_step(range_s, widths[q.panel])
+            jobs.append((q, step, q.runnable(rate_interval(step), dataset.seller)))
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda job: _measure(
+                port, "", job[0].panel, job[0].ref_id, job[2], job[0].instant,
+                None if job[0].instant else job[1], end, range_s, 1, None, 130), jobs))
+        loads[name] = round(time.perf_counter() - t0, 3)
+    return loads
+
+
+# What the dashboards did before issue #10, for comparison (not panels any more): a
+# range query over every seller's series, and a worst-N table as a range query.
+REFERENCE: Final = (
+    ("distribution across sellers, by range over every seller",
+     'quantile(0.5, popstream_seller_metric_ratio{metric="late_shipment_rate"})'),
+    ("20 worst sellers, by range",
+     'topk(20, popstream_seller_metric_ratio{metric="late_shipment_rate"})'),
+)
+
+
+def run_reference(port: int, dataset: Dataset, timeout: float = 130) -> list[QueryResult]:
+    end, range_s = dataset.timeline.end, dataset.timeline.hours * 3600
+    step = grafana_step(range_s, 12)
+    return [_measure(port, "before #10", title, "A", expr, False, step, end, range_s, 1,
+                     None, timeout) for title, expr in REFERENCE]
 
 
 def panel_times(results: list[QueryResult]) -> list[dict[str, Any]]:
@@ -749,11 +795,14 @@ def build_and_measure(sellers: int, modes: Sequence[Mode], workdir: Path, hours:
                 "generate_s": dataset.generate_s, "backfill_s": dataset.backfill_s}}))
         with prometheus(tsdb, workdir) as port:
             results = run_queries(port, dataset, repeat)
+            reference = run_reference(port, dataset)
+            loads = dashboard_loads(port, dataset)
         report["modes"][mode] = {
             "seller": dataset.seller, "series": dataset.series, "samples": dataset.samples,
             "generate_s": dataset.generate_s, "backfill_s": dataset.backfill_s,
             "exported_sellers_at_end": sum(exported[-1]) if mode == "alerting" else sellers,
-            "queries": [asdict(r) for r in results], "panels": panel_times(results)}
+            "queries": [asdict(r) for r in results], "panels": panel_times(results),
+            "dashboard_load_s": loads, "before_issue_10": [asdict(r) for r in reference]}
         if not keep:
             subprocess.run(["rm", "-rf", str(tsdb)], check=False)
     return report
@@ -773,6 +822,12 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"{q['dashboard']:<14} {q['panel'][:62]:<62} {q['ref_id']:>3} "
                          f"{q['kind']:<7} {q['step'] or '':>5} {q['seconds']:>8.3f} "
                          f"{q['median_s']:>8.3f} {q['series']:>6} {samples:>11}  {result}")
+        for q in doc.get("before_issue_10", []):
+            lines.append(f"{'before #10':<14} {q['panel'][:62]:<62} {'':>3} {q['kind']:<7} "
+                         f"{q['step']:>5} {q['seconds']:>8.3f} {'':>8} {q['series']:>6} "
+                         f"{'':>11}  {q['error'] or 'ok'}")
+        lines.append("whole dashboard, 6 queries at a time: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in doc.get("dashboard_load_s", {}).items()))
         slow = [p for p in doc["panels"] if p["seconds"] >= GOAL_S or p["errors"]]
         worst = max(doc["panels"], key=lambda p: p["seconds"])
         lines.append(f"slowest panel: {worst['dashboard']}: {worst['panel']} "

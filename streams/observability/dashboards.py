@@ -195,6 +195,11 @@ def _worst_sellers(metric: Metric) -> str:
             f'(popstream_seller_metric_status{{metric="{m}",status!="insufficient_volume"}}))')
 
 
+def _orders(predicate: str) -> str:
+    """A column name for a count of orders satisfying ``predicate``."""
+    return "orders" if predicate == "order" else f"{predicate.replace('_', ' ')} orders"
+
+
 def _worst_table(lay: _Layout, metric: Metric) -> dict[str, Any]:
     m = metric.name
     worst = _worst_sellers(metric)
@@ -218,8 +223,10 @@ def _worst_table(lay: _Layout, metric: Metric) -> dict[str, Any]:
         _by_name("Value #A", displayName=m, unit="percentunit", decimals=2,
                  thresholds=_thresholds(metric),
                  **{"custom.cellOptions": {"type": "color-background", "mode": "basic"}}),
-        _by_name("Value #B", displayName=f"{metric.numerator} (numerator)", decimals=0),
-        _by_name("Value #C", displayName=f"{metric.denominator} (denominator)", decimals=0),
+        _by_name("Value #B", displayName=f"{_orders(metric.numerator)} (numerator)",
+                 decimals=0),
+        _by_name("Value #C", displayName=f"{_orders(metric.denominator)} (denominator)",
+                 decimals=0),
         _by_name("status", mappings=_status_mappings(),
                  **{"custom.cellOptions": {"type": "color-text"}}),
     ]
