@@ -475,6 +475,72 @@ def memory_per_seller(sellers: int) -> dict[str, Any]:
             "one_order_each": one, "ten_orders_each": ten}
 
 
+def hot_seller(orders: int) -> dict[str, Any]:
+    """What one flush costs for a seller with ``orders`` orders over 90 days when
+    one of its days changed: :meth:`Engine.seller_chunks` makes one pass over all
+    the seller's orders to pick that day's, then encodes the day's chunk."""
+    from streams.engine.engine import Engine
+
+    now = parse_timestamp(AS_OF)
+    engine = Engine(now=now, track_dirty=True)
+    sid = seller_id(1)
+    for k in range(orders):
+        at = now - (k % 89 + 1) * US_PER_DAY + (k % 86_000) * 1_000_000
+        engine.apply_bytes(orjson.dumps({
+            "event_id": f"h{k}", "type": "order", "seller_id": sid, "order_id": f"h{k}",
+            "occurred_at": _rfc3339(at), "ship_by": _rfc3339(at - 1)}))
+    engine.take_dirty()
+    at = now - US_PER_DAY + 3_600_000_000
+    engine.apply_bytes(orjson.dumps({
+        "event_id": "hot", "type": "order", "seller_id": sid, "order_id": "hot",
+        "occurred_at": _rfc3339(at), "ship_by": _rfc3339(at - 1)}))
+    dirty = engine.take_dirty()[sid]
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        chunks = engine.seller_chunks(sid, dirty)
+        timings.append(time.perf_counter() - started)
+    size = sum(len(c or b"") for c in chunks.values())
+    return {"orders": orders, "dirty_chunks": len(dirty),
+            "seconds_per_flush": round(statistics.median(timings), 4),
+            "chunk_bytes": size}
+
+
+def statuses_from_log(folder: Path, partitions: int) -> dict[str, Any]:
+    """The log replayed in process (an engine as of the same clock): which metrics
+    put the exported sellers in warning or breach. Checks the worker's count of
+    exported sellers, and says how many a fleet would export without the metric
+    that exports most."""
+    from streams.engine.engine import Engine
+    from streams.engine.events import decode_events
+
+    engine = Engine(now=parse_timestamp(AS_OF), fixed_clock=True)
+    apply = engine.apply
+    for _, _, value in read_log(folder, partitions):
+        for event in decode_events(value) or []:
+            apply(event)
+    alerting = ("warning", "breach")
+    by_metric: dict[str, int] = {}
+    only: dict[str, int] = {}
+    exported = 0
+    combos: dict[int, int] = {}
+    for sid in engine.seller_ids():
+        hot = [name for name, mv in engine.seller_metrics(sid).items() if mv.status in alerting]
+        if not hot:
+            continue
+        exported += 1
+        combos[len(hot)] = combos.get(len(hot), 0) + 1
+        for name in hot:
+            by_metric[name] = by_metric.get(name, 0) + 1
+        if len(hot) == 1:
+            only[hot[0]] = only.get(hot[0], 0) + 1
+    top = max(by_metric, key=lambda k: by_metric[k]) if by_metric else None
+    return {"sellers_exported": exported, "exported_by_metric": by_metric,
+            "exported_by_this_metric_only": only, "metrics_in_alert_per_exported_seller": combos,
+            "metric_exporting_most": top,
+            "sellers_exported_without_it": exported - (only.get(top, 0) if top else 0)}
+
+
 # The patch measured by the lazy variant: a Seller's messages, timers and held
 # events containers created on first use (most sellers never have any).
 _LAZY_PATCH: Final = [
@@ -745,7 +811,9 @@ def ingest(ctx: Ctx, worker: Any, summary: dict[str, Any]) -> dict[str, Any]:
         doc = health(ctx.port)
     span = doc["last_message_at"] - doc["first_message_at"]
     say(f"  all {total:,} messages consumed in {span:.0f} s; waiting for lag 0")
-    deadline = time.monotonic() + 600
+    consumed_at = time.monotonic()
+    deadline = consumed_at + ctx.args.timeout
+    profiled = False
     while True:  # every change saved and committed: what kill -9 must find
         status, body, _ = http(ctx.port, "/metrics", 600)
         if (status == 200 and b"popstream_consumer_lag_messages{" in body
@@ -754,7 +822,14 @@ def ingest(ctx: Ctx, worker: Any, summary: dict[str, Any]) -> dict[str, Any]:
             break
         if time.monotonic() > deadline:
             raise RuntimeError("ingest: lag never reached 0:\n" + worker.log_tail())
+        if not profiled and time.monotonic() - consumed_at > 30:
+            profiled = True  # the flusher is behind: where the time goes
+            say("  the flush is behind the consumer: 15 s of py-spy")
+            spy = Spy(worker.proc.pid, ctx.spies / "flush-backlog.txt")
+            time.sleep(15)
+            ctx.results.setdefault("profiles", {})["flush_backlog_after_ingest"] = spy.stop()
         time.sleep(2.0)
+    lag_zero_after = time.monotonic() - consumed_at
     doc = health(ctx.port)
     events = sample(body, "popstream_events_processed_total")
     invalid = sample(body, "popstream_events_invalid_total")
@@ -765,6 +840,7 @@ def ingest(ctx: Ctx, worker: Any, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "messages": total, "events": int(events), "seconds": round(span, 1),
         "events_per_second": round(events / span) if span > 0 else None,
+        "seconds_to_lag_zero_after_last_message": round(lag_zero_after, 1),
         "outcomes": _outcomes(body),
         "sellers": int(doc["sellers"]),
         "sellers_tracked": int(sample(body, "popstream_sellers_tracked")),
@@ -793,7 +869,8 @@ def recover(ctx: Ctx, name: str, want: dict[str, int], extra: dict[str, str] | N
             spy: Path | None = None, on_start: Callable[[Any], None] | None = None
             ) -> tuple[Any, dict[str, Any], Spy | None]:
     """Start a worker on the saved state; time until ``/api/sellers`` answers 200
-    and it holds the sellers and orders it held before (``want``)."""
+    and it tracks as many sellers (``popstream_sellers_tracked``: sellers with an
+    order in a window) as before the kill (``want``)."""
     started = time.monotonic()
     worker = start_worker(ctx, name, extra)
     if on_start:
@@ -801,6 +878,7 @@ def recover(ctx: Ctx, name: str, want: dict[str, int], extra: dict[str, str] | N
     sampler = Spy(worker.proc.pid, spy) if spy else None
     http_up = ready = None
     last = started
+    tracked = -1
     while True:
         doc = health(ctx.port)
         now = time.monotonic() - started
@@ -808,27 +886,36 @@ def recover(ctx: Ctx, name: str, want: dict[str, int], extra: dict[str, str] | N
             http_up = now
         if doc and doc.get("status") != "starting":
             ready = ready or now
-            if (doc.get("sellers") == want["sellers"]
-                    and doc.get("tracked_orders") == want["tracked_orders"]
-                    and http(ctx.port, "/api/sellers?limit=1", 60)[0] == 200):
-                break
+            if http(ctx.port, "/api/sellers?limit=1", 60)[0] == 200:
+                answered = time.monotonic() - started
+                # The fleet counts are settled before the worker says it is ready
+                # (Pipeline.restore), so one scrape tells; its own time is not counted.
+                _, body, _ = http(ctx.port, "/metrics", 900)
+                fleet = body[body.find(b"# HELP popstream_fleet_sellers"):]
+                tracked = int(sample(fleet, "popstream_sellers_tracked"))
+                if tracked == want["sellers_tracked"]:
+                    break
         if worker.proc.poll() is not None or now > ctx.args.timeout:
-            raise RuntimeError(f"{name}: did not recover ({doc}):\n{worker.log_tail()}")
+            raise RuntimeError(f"{name}: did not recover ({doc}, {tracked} sellers tracked):\n"
+                               + worker.log_tail())
         if time.monotonic() - last > 15:
             last = time.monotonic()
             say(f"  {name}: recovering for {now:.0f} s, RSS "
                 f"{proc_memory(worker.proc.pid)['rss_bytes'] / 2**30:.2f} GiB")
         time.sleep(0.05)
-    seconds = time.monotonic() - started
-    _, body, _ = http(ctx.port, "/metrics", 600)
-    tracked = int(sample(body, "popstream_sellers_tracked"))
-    out = {"seconds": round(seconds, 2), "seconds_to_http": round(http_up or 0.0, 2),
-           "seconds_to_ready": round(ready or 0.0, 2), "sellers": want["sellers"],
-           "tracked_orders": want["tracked_orders"], "sellers_tracked": tracked,
-           "sellers_tracked_equal": tracked == want["sellers_tracked"],
+    doc = health(ctx.port)
+    out = {"seconds": round(answered, 2), "seconds_to_http": round(http_up or 0.0, 2),
+           "seconds_to_ready": round(ready or 0.0, 2), "sellers_tracked": tracked,
+           "sellers_tracked_before": want["sellers_tracked"],
+           "tracked_orders": doc.get("tracked_orders"),
+           "tracked_orders_before": want["tracked_orders"],
+           "pending_orders": doc.get("pending_orders"),
+           "pending_orders_before": want["pending_orders"],
+           "sellers": doc.get("sellers"), "sellers_before": want["sellers"],
            **proc_memory(worker.proc.pid)}
-    say(f"  {name}: {want['tracked_orders']:,} orders of {want['sellers']:,} sellers back in "
-        f"{seconds:.1f} s (HTTP after {http_up or 0:.1f} s, ready after {ready or 0:.1f} s)")
+    say(f"  {name}: {tracked:,} sellers tracked and {doc.get('tracked_orders', 0):,} orders "
+        f"back in {answered:.1f} s (HTTP after {http_up or 0:.1f} s, ready after "
+        f"{ready or 0:.1f} s; {want['tracked_orders']:,} orders before the kill)")
     return worker, out, sampler
 
 
@@ -902,7 +989,8 @@ def worker_phases(ctx: Ctx, summary: dict[str, Any]) -> None:
             results.setdefault("profiles", {})["health_default"] = spy.stop()
         save()
         want = {"sellers": ing["sellers"], "tracked_orders": ing["tracked_orders"],
-                "sellers_tracked": ing["sellers_tracked"]}
+                "sellers_tracked": ing["sellers_tracked"],
+                "pending_orders": ing["pending_orders"]}
         say("kill -9, then recovery")
         worker.kill9()
     except BaseException:
@@ -1023,10 +1111,20 @@ def table(results: dict[str, Any]) -> str:
     lz = results.get("memory_per_seller_lazy_containers", {})
     if "bytes_per_seller_beyond_orders" in lz:
         add("  ... with lazy Seller containers", f"{lz['bytes_per_seller_beyond_orders']} B")
+    if m.get("ten_orders_each", {}).get("midnight"):
+        mn, ten = m["ten_orders_each"]["midnight"], m["ten_orders_each"]
+        add(f"midnight at {ten['sellers']:,} sellers / {ten['orders']:,} orders",
+            f"roll {mn['roll_seconds']} s + fleet re-count {mn['fleet_refresh_seconds']} s "
+            f"({mn['sellers_touched']:,} sellers touched)")
+    for hot in results.get("hot_seller", []):
+        add(f"flush of a seller with {hot['orders']:,} orders, one day changed",
+            f"{hot['seconds_per_flush']} s ({hot['chunk_bytes']:,} bytes written)")
     ing = results.get("ingest", {})
     if ing:
         add("ingest", f"{ing['events']:,} events in {ing['seconds']} s "
                       f"({ing['events_per_second']:,}/s)")
+        add("all saved and committed (lag 0) after the last message",
+            f"{ing['seconds_to_lag_zero_after_last_message']} s")
         add("tracked orders / sellers", f"{ing['tracked_orders']:,} / {ing['sellers_tracked']:,}")
         add("RSS after ingest (peak)", f"{ing['rss_bytes'] / 2**30:.2f} GiB "
                                        f"({ing['peak_rss_bytes'] / 2**30:.2f} GiB)")
@@ -1111,6 +1209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-sellers", type=int, default=100_000,
                         help="sellers of the in-process memory measurement (0: skip)")
     parser.add_argument("--no-lazy-variant", action="store_true")
+    parser.add_argument("--reuse-memory", type=Path, default=None,
+                        help="take the memory-per-seller figures from this results file "
+                             "instead of measuring them again")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--health-seconds", type=float, default=30.0)
     parser.add_argument("--scrapes", type=int, default=10)
@@ -1123,7 +1224,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--hot-seller", type=int, nargs="*", default=[95_000, 1_000_000],
+                        help="orders of one seller: the cost of a flush when one of its "
+                             "days changed (in process)")
+    parser.add_argument("--extras-only", action="store_true",
+                        help="only the in-process hot-seller measurement, added to --out")
     args = parser.parse_args(argv)
+    if args.extras_only:
+        done = json.loads(args.out.read_text())
+        done["hot_seller"] = [hot_seller(n) for n in args.hot_seller]
+        folder = (Path(os.environ.get("POPSTREAM_CACHE_DIR", ".cache")) / "bench"
+                  / done["plan"]["key"])
+        done["statuses_from_log"] = statuses_from_log(folder, done["plan"]["partitions"])
+        args.out.write_text(json.dumps(done, indent=2) + "\n")
+        print(json.dumps(done["hot_seller"], indent=2))
+        return 0
 
     from streams.runtime.broker import start_broker
     from streams.runtime.topics import create_topics
@@ -1159,7 +1274,12 @@ def main(argv: list[str] | None = None) -> int:
     folder, summary = ensure_log(plan, counts, cache)
     results["log"] = summary
     del counts
-    if args.memory_sellers:
+    if args.reuse_memory:
+        done = json.loads(args.reuse_memory.read_text())
+        for key in ("memory_per_seller", "memory_per_seller_lazy_containers"):
+            if key in done:
+                results[key] = done[key] | {"measured_at": done["at"]}
+    elif args.memory_sellers:
         say(f"memory per seller: tracemalloc, {args.memory_sellers:,} sellers x 1 and x 10 "
             "orders" + ("" if args.no_lazy_variant else ", and on the lazy-container patch")
             + " (two processes)")
@@ -1174,6 +1294,10 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = json.loads(stdout.splitlines()[-1])
             say(f"  {key}: {results[key].get('bytes_per_seller_beyond_orders')} B a seller "
                 f"beyond its orders, {results[key].get('bytes_per_order')} B an order")
+        save()
+    if args.hot_seller:
+        say(f"one flush of a hot seller: {args.hot_seller} orders")
+        results["hot_seller"] = [hot_seller(n) for n in args.hot_seller]
         save()
     spies = args.profile_dir or Path(tempfile.mkdtemp(prefix="popstream-scale-spy-"))
     spies.mkdir(parents=True, exist_ok=True)
