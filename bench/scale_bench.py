@@ -506,39 +506,60 @@ def hot_seller(orders: int) -> dict[str, Any]:
             "chunk_bytes": size}
 
 
-def statuses_from_log(folder: Path, partitions: int) -> dict[str, Any]:
-    """The log replayed in process (an engine as of the same clock): which metrics
-    put the exported sellers in warning or breach. Checks the worker's count of
-    exported sellers, and says how many a fleet would export without the metric
-    that exports most."""
+def statuses_from_log(folder: Path, partitions: int, days: int = 2) -> dict[str, Any]:
+    """The log replayed in process, through an engine and the worker's fleet
+    exporter as of the same clock: which metrics put the exported sellers in
+    warning or breach (a check of the worker's count, and what a fleet would
+    export without the metric that exports most); then ``days`` UTC midnights,
+    the clock moved a day at a time, counting the per-seller series that start
+    and end (Prometheus keeps ended series in its head block for up to ~3 h).
+    No new orders arrive meanwhile (held follow-ups do): windows only age, so
+    the churn is that of a fleet whose new orders balance the ones leaving."""
     from streams.engine.engine import Engine
     from streams.engine.events import decode_events
+    from streams.fleet import FleetExporter
 
-    engine = Engine(now=parse_timestamp(AS_OF), fixed_clock=True)
+    now = parse_timestamp(AS_OF)
+    engine = Engine(now=now, track_touched=True)
     apply = engine.apply
     for _, _, value in read_log(folder, partitions):
         for event in decode_events(value) or []:
             apply(event)
+    fleet = FleetExporter(engine)
     alerting = ("warning", "breach")
     by_metric: dict[str, int] = {}
     only: dict[str, int] = {}
     exported = 0
-    combos: dict[int, int] = {}
     for sid in engine.seller_ids():
         hot = [name for name, mv in engine.seller_metrics(sid).items() if mv.status in alerting]
         if not hot:
             continue
         exported += 1
-        combos[len(hot)] = combos.get(len(hot), 0) + 1
         for name in hot:
             by_metric[name] = by_metric.get(name, 0) + 1
         if len(hot) == 1:
             only[hot[0]] = only.get(hot[0], 0) + 1
     top = max(by_metric, key=lambda k: by_metric[k]) if by_metric else None
+
+    def series() -> set[str]:
+        return {line.rpartition(" ")[0] for chunks in fleet.exported.values()
+                for chunk in chunks for line in chunk.splitlines()}
+
+    before = series()
+    churn = []
+    for day in range(1, days + 1):
+        engine.advance(now + day * US_PER_DAY)
+        fleet.refresh()
+        after = series()
+        churn.append({"day": day, "sellers_exported": len(fleet.exported),
+                      "series": len(after), "series_started": len(after - before),
+                      "series_ended": len(before - after),
+                      "sellers_tracked": fleet.tracked})
+        before = after
     return {"sellers_exported": exported, "exported_by_metric": by_metric,
-            "exported_by_this_metric_only": only, "metrics_in_alert_per_exported_seller": combos,
-            "metric_exporting_most": top,
-            "sellers_exported_without_it": exported - (only.get(top, 0) if top else 0)}
+            "exported_by_this_metric_only": only, "metric_exporting_most": top,
+            "sellers_exported_without_it": exported - (only.get(top, 0) if top else 0),
+            "daily_churn": churn}
 
 
 # The patch measured by the lazy variant: a Seller's messages, timers and held
@@ -1170,6 +1191,13 @@ def table(results: dict[str, Any]) -> str:
     if "peak_rss_bytes" in am:
         add("all mode: RSS (peak)", f"{am['rss_bytes'] / 2**30:.2f} GiB "
                                     f"({am['peak_rss_bytes'] / 2**30:.2f} GiB)")
+    st = results.get("statuses_from_log")
+    if st:
+        add("exported sellers (log replayed in process)", f"{st['sellers_exported']:,}; "
+            f"{st['sellers_exported_without_it']:,} without {st['metric_exporting_most']}")
+        for c in st["daily_churn"]:
+            add(f"midnight {c['day']}: series started / ended / exported",
+                f"{c['series_started']:,} / {c['series_ended']:,} / {c['series']:,}")
     width = max(len(n) for n, _ in rows) if rows else 0
     lines = [f"{n:<{width}}  {v}" for n, v in rows]
     for g in results.get("goals", []):
@@ -1227,6 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hot-seller", type=int, nargs="*", default=[95_000, 1_000_000],
                         help="orders of one seller: the cost of a flush when one of its "
                              "days changed (in process)")
+    parser.add_argument("--skip-extras", action="store_true",
+                        help="no in-process replay of the log (statuses, churn)")
     parser.add_argument("--extras-only", action="store_true",
                         help="only the in-process hot-seller measurement, added to --out")
     args = parser.parse_args(argv)
@@ -1237,7 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
                   / done["plan"]["key"])
         done["statuses_from_log"] = statuses_from_log(folder, done["plan"]["partitions"])
         args.out.write_text(json.dumps(done, indent=2) + "\n")
-        print(json.dumps(done["hot_seller"], indent=2))
+        print(json.dumps({k: done[k] for k in ("hot_seller", "statuses_from_log")}, indent=2))
         return 0
 
     from streams.runtime.broker import start_broker
@@ -1322,6 +1352,11 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Ctx(args, plan, broker.bootstrap_servers, Path(t), env, free_port(), results,
                   save, spies)
         worker_phases(ctx, summary)
+    save()
+    if not args.skip_extras:
+        say("the log replayed in process: exported sellers by metric, and two midnights' "
+            "series churn")
+        results["statuses_from_log"] = statuses_from_log(folder, plan.partitions)
     results["goals"] = goals(results)
     save()
     print(table(results))
