@@ -68,7 +68,8 @@ bench-smoke: $(BENCH_STAMP)
 # Dashboards at fleet size (issue #10): 100,000 sellers' series over 6 h backfilled
 # into Debian's Prometheus (promtool), every panel query of every dashboard timed in
 # both export modes (bench/dashboards_bench.py; bench/results/dashboards.json).
-# Long: ~30 GB of OpenMetrics text go through promtool, 15 GB at a time.
+# ~1 h on 2 cores: 48 GB of OpenMetrics text go through promtool, 12 GB at a time
+# (in a temporary directory; --workdir DIR --keep to reuse the TSDBs).
 .PHONY: bench-dashboards
 bench-dashboards: $(STAMP) tools
 	@$(PY) -m bench.dashboards_bench --sellers 100000
