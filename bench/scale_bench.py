@@ -683,6 +683,43 @@ def quantiles(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(ordered), "p50": q(0.5), "p99": q(0.99), "max": round(ordered[-1], 4)}
 
 
+# Frames worth naming in a worker's main thread (the event loop); py-spy samples
+# every thread, and Faust's consumer thread waits in select() half the time.
+_MAIN_FRAMES: Final = (
+    "Recovery._slurp_changelogs", "Conductor._compile_message_handler", "apply_changelog_batch",
+    "Pipeline.restore", "assemble", "Engine.restore_seller_chunks", "Engine._restore_seller",
+    "FleetExporter", "Pipeline.handle", "Engine.apply", "Flusher._write", "Pipeline.dirty_chunks",
+    "AIOKafkaProducer.send", "render_parts", "add_views.<locals>.metrics", "Pipeline.tick",
+    "EpollSelector.select",
+)
+
+
+def main_thread(raw: str) -> dict[str, Any]:
+    """Share of the worker's main-thread samples under each of :data:`_MAIN_FRAMES`
+    (inclusive), and its top frames by self time."""
+    import re
+    from collections import Counter
+
+    total = 0
+    under: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in raw.splitlines():
+        m = re.match(r"^(.*) (\d+)$", line.strip())
+        if not m or "run_worker" not in m.group(1):
+            continue
+        stack, n = m.group(1), int(m.group(2))
+        total += n
+        own[profiles.frame_name(stack.rsplit(";", 1)[-1])] += n
+        for frame in _MAIN_FRAMES:
+            if frame in stack:
+                under[frame] += n
+    if not total:
+        return {"samples": 0}
+    return {"samples": total,
+            "inclusive_percent": [(f, round(100 * n / total, 1)) for f, n in under.most_common()],
+            "self_percent": [(f, round(100 * n / total, 1)) for f, n in own.most_common(12)]}
+
+
 class Spy:
     """``py-spy record`` on a process until :meth:`stop` (SIGINT makes it write)."""
 
@@ -700,9 +737,12 @@ class Spy:
                 self.proc.wait(10)
         if not self.out.exists():
             return {"error": "py-spy wrote nothing (ptrace not permitted?)"}
-        summary = profiles.summarise(self.out.read_text(), top=12)
+        raw = self.out.read_text()
+        summary = profiles.summarise(raw, top=12)
         say(profiles.render(self.out.stem, summary))
-        return summary
+        thread = main_thread(raw)
+        say(f"  main thread: {thread.get('inclusive_percent')}")
+        return {**summary, "main_thread": thread}
 
 
 def scrape_stats(port: int, runs: int) -> dict[str, Any]:
@@ -893,6 +933,7 @@ def recover(ctx: Ctx, name: str, want: dict[str, int], extra: dict[str, str] | N
     and it tracks as many sellers (``popstream_sellers_tracked``: sellers with an
     order in a window) as before the kill (``want``)."""
     started = time.monotonic()
+    wall = time.time()
     worker = start_worker(ctx, name, extra)
     if on_start:
         on_start(worker)
@@ -933,11 +974,28 @@ def recover(ctx: Ctx, name: str, want: dict[str, int], extra: dict[str, str] | N
            "pending_orders": doc.get("pending_orders"),
            "pending_orders_before": want["pending_orders"],
            "sellers": doc.get("sellers"), "sellers_before": want["sellers"],
-           **proc_memory(worker.proc.pid)}
+           **_recovery_phases(worker.log, wall), **proc_memory(worker.proc.pid)}
     say(f"  {name}: {tracked:,} sellers tracked and {doc.get('tracked_orders', 0):,} orders "
         f"back in {answered:.1f} s (HTTP after {http_up or 0:.1f} s, ready after "
         f"{ready or 0:.1f} s; {want['tracked_orders']:,} orders before the kill)")
     return worker, out, sampler
+
+
+def _recovery_phases(log: Path, started: float) -> dict[str, float]:
+    """From the worker's log: Faust's changelog read (until "recovery done"), then
+    popstream's restore of the engine (until "recovered N sellers")."""
+    import datetime as dt
+
+    stamps: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        for marker, key in (("recovery done:", "read"), ("msg=\"recovered ", "restored")):
+            if marker in line and line.startswith("ts=") and key not in stamps:
+                text = line[3:line.index(" ")].replace("Z", "+00:00")
+                stamps[key] = dt.datetime.fromisoformat(text).timestamp()
+    if len(stamps) < 2:
+        return {}
+    return {"seconds_faust_changelog_read": round(stamps["read"] - started, 1),
+            "seconds_popstream_restore": round(stamps["restored"] - stamps["read"], 1)}
 
 
 def stop_worker(worker: Any) -> None:
@@ -1266,6 +1324,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = (Path(os.environ.get("POPSTREAM_CACHE_DIR", ".cache")) / "bench"
                   / done["plan"]["key"])
         done["statuses_from_log"] = statuses_from_log(folder, done["plan"]["partitions"])
+        if args.profile_dir:  # profiles of a run made before main_thread() existed
+            files = {"idle_cpu": "idle", "scrape_default": "scrape-default",
+                     "health_default": "health-default", "recovery": "recovery",
+                     "flush_backlog_after_ingest": "flush-backlog"}
+            for key, summary in done.get("profiles", {}).items():
+                path = args.profile_dir / f"{files.get(key, key)}.txt"
+                if path.exists() and "main_thread" not in summary:
+                    summary["main_thread"] = main_thread(path.read_text())
         args.out.write_text(json.dumps(done, indent=2) + "\n")
         print(json.dumps({k: done[k] for k in ("hot_seller", "statuses_from_log")}, indent=2))
         return 0
