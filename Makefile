@@ -78,7 +78,8 @@ bench-dashboards: $(STAMP) tools
 # events, one worker on an embedded broker; RSS, bytes per order and per seller,
 # scrapes in both export modes, /health during scrapes, idle CPU, recovery after
 # kill -9, each goal met or profiled (bench/scale_bench.py; bench/results/scale.json).
-# ~45 minutes and ~12 GB of RAM at peak; the 5 GB log is cached in .cache/bench.
+# ~1 hour (the first time; ~50 minutes once the 4.6 GB log is cached in .cache/bench)
+# and ~13 GB of RAM at peak (the worker in all mode).
 .PHONY: bench-scale
 bench-scale: $(BENCH_STAMP)
 	@$(PY) -m bench.scale_bench

@@ -1,6 +1,6 @@
 """A million sellers on one worker (issue #11 item 6): ``make bench-scale``.
 
-    python -m bench.scale_bench                          # the full run (~40 minutes)
+    python -m bench.scale_bench                          # the full run (~1 hour)
     python -m bench.scale_bench --sellers 20000 --orders 200000 --no-write   # a smoke run
 
 What it builds: ``--sellers`` sellers whose orders follow a long tail — a
@@ -28,6 +28,9 @@ memory:// store, static membership) on an embedded broker:
    worker tracks as many sellers and orders as before the kill;
 5. the same worker restarted with ``POPSTREAM_EXPORT=all``: scrape and
    ``/health`` again (and a second recovery time);
+6. the log replayed in this process (engine and fleet exporter as the worker
+   has them): which metrics export the sellers, and the series that start and
+   end over two UTC midnights (Prometheus' head-block churn);
 
 and, in this process, **memory per seller**: tracemalloc over a
 :class:`~streams.runtime.pipeline.Pipeline` (engine, fleet exporter,
@@ -35,7 +38,8 @@ seller -> partition map) holding ``--memory-sellers`` sellers of 1 order, then
 of 10: the slope is the cost of an order, the rest the cost of a seller beyond
 its orders; the same on a copy of the engine patched in ``/tmp`` whose
 ``Seller`` creates its message, timer and held-event containers only when
-first needed (``--no-lazy-variant`` to skip).
+first needed (``--no-lazy-variant`` to skip); the cost of a UTC midnight for that
+state; and one flush of a seller with ``--hot-seller`` orders.
 
 Each goal of the issue is reported met or MISS; on a miss the phase is measured
 again under ``py-spy`` and the profile summarised in the results
