@@ -410,7 +410,9 @@ class Pipeline:
         # held events that fell due. All of it is written by the next flush.
         restored = 0
         for seller_id, seller_chunks in grouped.items():
-            owner = partitions.get(seller_id)
+            # A seller with only pending records has no META chunk: its owner is
+            # the partition its id hashes to (every event was checked against it).
+            owner = partitions.get(seller_id, owner_partition(seller_id, self.partitions))
             if owner is None or owner not in assigned:
                 continue
             self.engine.restore_seller_chunks(seller_id, seller_chunks)
