@@ -211,10 +211,12 @@ class FleetExporter:
                                                   num, den, self.engine.now))
         if after is None:
             return
-        if (self.mode == "all" or seller_id in self.watchlist
-                or not _ALERTING.isdisjoint(statuses)):
+        if self.mode == "all" or seller_id in self.watchlist:
             self.exported[seller_id] = self._text(seller_id, statuses, values,
-                                                  after[self.cause_window])
+                                                  after[self.cause_window], True)
+        elif not _ALERTING.isdisjoint(statuses):
+            self.exported[seller_id] = self._text(seller_id, statuses, values,
+                                                  after[self.cause_window], False)
         else:
             self.exported.pop(seller_id, None)
 
@@ -234,12 +236,18 @@ class FleetExporter:
         return status
 
     def _text(self, seller_id: str, statuses: list[Status], values: list[tuple[int, int]],
-              causes_vector: int) -> tuple[str, str, str, str, str]:
+              causes_vector: int, every_metric: bool) -> tuple[str, str, str, str, str]:
+        """The seller's series: of every metric (``all`` mode, the watch list), or
+        of the metrics in ``warning`` or ``breach`` only — what an alert and its
+        dashboard row need. A seller alerting on one metric has ~5 series, not
+        ~25: at a million sellers that is the scrape's size (issue #11)."""
         r: list[str] = []
         n: list[str] = []
         d: list[str] = []
         s: list[str] = []
         for plan, status, (num, den) in zip(self.plans, statuses, values, strict=True):
+            if not every_metric and status not in _ALERTING:
+                continue
             labels = f'{{seller_id="{seller_id}",metric="{plan.name}"'
             if den:
                 r.append(f"{P}seller_metric_ratio{labels}}} {num / den!r}\n")

@@ -391,10 +391,10 @@ def seller_detail(catalog: Catalog) -> dict[str, Any]:
              Query("max by (metric) (popstream_metric_target_ratio)", instant=True),
              Query("max by (metric) (popstream_metric_warning_ratio)", instant=True)],
             14, 8,
-            description="Empty rows: the seller has no per-seller series. With the default "
-            "export mode (POPSTREAM_EXPORT=alerting) only sellers in warning or breach and "
-            "watch-listed sellers have them; /api/sellers/<id> on a worker answers for "
-            "any seller.",
+            description="Missing rows: no per-seller series. With the default export "
+            "mode (POPSTREAM_EXPORT=alerting) a seller in warning or breach has series for "
+            "those metrics only, and a watch-listed seller (POPSTREAM_WATCHLIST) for every "
+            "metric; /api/sellers/<id> on a worker answers for any seller.",
             transformations=[
                 {"id": "merge", "options": {}},
                 {"id": "organize", "options": {

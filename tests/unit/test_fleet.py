@@ -102,11 +102,18 @@ def test_fleet_series_kept_by_difference_equal_a_recount(
         assert got[("popstream_sellers_unexported", ())] == len(report) - len(expected)
         for sid in exported:
             for name, mv in report[sid].items():
+                # Every metric in `all` mode; an alerting seller's alerting metrics.
+                shown = mode == "all" or mv.status in ("warning", "breach")
                 labels = (("metric", name), ("seller_id", sid), ("status", mv.status))
-                assert got[("popstream_seller_metric_status", labels)] == 1
+                assert got.get(("popstream_seller_metric_status", labels)) == (
+                    1 if shown else None)
                 key = ("popstream_seller_metric_numerator_orders",
                        (("metric", name), ("seller_id", sid)))
-                assert got.get(key) == (mv.numerator if mv.denominator else None)
+                assert got.get(key) == (mv.numerator if shown and mv.denominator else None)
+                ratio = got.get(("popstream_seller_metric_ratio",
+                                 (("metric", name), ("seller_id", sid))))
+                assert ratio == (mv.numerator / mv.denominator
+                                 if shown and mv.denominator else None)
 
 
 def test_a_watch_listed_seller_is_exported_even_when_healthy() -> None:
@@ -121,6 +128,10 @@ def test_a_watch_listed_seller_is_exported_even_when_healthy() -> None:
     assert 'seller_id="s1"' in text
     assert 'seller_id="s2"' not in text
     assert "popstream_sellers_unexported 1" in text
+    # Healthy, yet every metric: a watched seller is watched whole.
+    assert {m.name for m in engine.catalog.metrics} == {
+        line.split('metric="')[1].split('"')[0] for line in text.splitlines()
+        if line.startswith('popstream_seller_metric_status{seller_id="s1"')}
 
 
 def test_buckets_sit_around_the_target_and_warning() -> None:
