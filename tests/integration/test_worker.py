@@ -9,8 +9,10 @@ implementation computed on the same valid events.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import random
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from streams.errors import InvalidEvent
 from streams.generator import LogSpec, generate
 from streams.runtime.topics import TOPIC_OF_TYPE, TopicNames, create_topics
 from streams.settings import from_env
-from tests.integration.harness import Worker, consume_all, produce, run, wait_for
+from tests.integration.harness import Worker, consume_all, produce, run, wait_equal, wait_for
 from tests.reference import reference_report
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -179,6 +181,16 @@ def test_gauges_equal_the_reference_and_bad_input_is_dead_lettered(stack: Stack)
     assert len(got) == 25
 
     g = gauges(worker)
+    # What Prometheus asks for: the same page, gzip-compressed (streamed in parts).
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}/metrics",
+                                     headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        zipped = gzip.decompress(response.read())
+    assert {(s.name, s.labels.get("seller_id", ""), s.labels.get("metric", "")): s.value
+            for family in text_string_to_metric_families(zipped.decode())
+            for s in family.samples if s.name.startswith("popstream_seller_metric")} == g
     for seller, metrics in expected.items():
         for name, mv in metrics.items():
             ratio = g.get(("popstream_seller_metric_ratio", seller, name))
@@ -231,8 +243,7 @@ def test_kill_9_during_processing_then_restart_is_exact(stack: Stack, store: str
     rest.join()
     assert at_kill < len(msgs), "killed after the end: not a mid-processing crash"
     second = stack.worker("second")
-    wait_for(lambda: second.sellers() == expected, 180,
-             "the restarted worker to equal the reference")
+    wait_equal(second, expected, 180, "the restarted worker to equal the reference")
 
 
 def test_kill_9_with_static_membership_takes_partitions_straight_back(stack: Stack) -> None:
@@ -244,7 +255,7 @@ def test_kill_9_with_static_membership_takes_partitions_straight_back(stack: Sta
     env = {**stack.env, "POPSTREAM_SESSION_TIMEOUT": "60", "POPSTREAM_INSTANCE_ID": "w-1"}
     first = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "static-1")
     stack.workers.append(first)
-    wait_for(lambda: first.sellers() == expected, 120, "the first worker to be exact")
+    wait_equal(first, expected, 120, "the first worker to be exact")
     wait_for(lambda: (h := first.get("/health")) and h["messages_consumed"] == len(msgs),
              60, "every message consumed")
     lag = "popstream_consumer_lag_messages"
@@ -255,7 +266,7 @@ def test_kill_9_with_static_membership_takes_partitions_straight_back(stack: Sta
     second = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "static-2", port=first.port)
     stack.workers.append(second)
     # Well inside the 60 s session timeout that a new member would have to wait out.
-    wait_for(lambda: second.sellers() == expected, 40, "the restarted member to be exact")
+    wait_equal(second, expected, 40, "the restarted member to be exact")
 
 
 def test_two_workers_share_then_one_dies(stack: Stack) -> None:
@@ -264,7 +275,7 @@ def test_two_workers_share_then_one_dies(stack: Stack) -> None:
     half = len(msgs) // 2
     run(produce(stack.bootstrap, msgs[:half]))
     a = stack.worker("a")
-    wait_for(lambda: a.sellers() == expected_of(msgs[:half]), 120, "worker a alone")
+    wait_equal(a, expected_of(msgs[:half]), 120, "worker a alone")
     b = stack.worker("b")
     run(produce(stack.bootstrap, msgs[half:]))
     expected = expected_of(msgs)
@@ -283,7 +294,7 @@ def test_two_workers_share_then_one_dies(stack: Stack) -> None:
     assert a_series <= a_sellers, "stale series left on the old owner"
     assert a_sellers != set(expected)
     b.kill9()
-    wait_for(lambda: a.sellers() == expected, 180, "the survivor to own everything exactly")
+    wait_equal(a, expected, 180, "the survivor to own everything exactly")
     assert {seller for _, seller, _ in gauges(a)} == {
         s for s, ms in expected.items() if any(m["denominator"] for m in ms.values())}
 
