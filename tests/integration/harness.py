@@ -36,6 +36,33 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last={last!r}")
 
 
+def sellers_diff(got: dict[str, Any] | None, expected: dict[str, Any], show: int = 5) -> str:
+    """What separates a worker's sellers from the reference, in a few lines."""
+    if got is None:
+        return "no answer from the worker"
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    differ = sorted(s for s in set(got) & set(expected) if got[s] != expected[s])
+    lines = [f"{len(missing)} missing {missing[:show]}, {len(extra)} extra {extra[:show]}, "
+             f"{len(differ)} differ"]
+    for seller in differ[:show]:
+        g, e = got[seller], expected[seller]
+        cells = {m: (g.get(m), e.get(m)) for m in set(g) | set(e) if g.get(m) != e.get(m)}
+        lines.append(f"  {seller}: " + "; ".join(
+            f"{m}: got {a} expected {b}" for m, (a, b) in sorted(cells.items())))
+    return "\n".join(lines)
+
+
+def wait_equal(worker: Worker, expected: dict[str, Any], timeout: float, what: str) -> None:
+    """``wait_for`` the worker's sellers to equal ``expected``; on timeout, say how
+    they differ (a bare ``last=False`` tells nothing about a lost or doubled order)."""
+    try:
+        wait_for(lambda: worker.sellers() == expected, timeout, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{sellers_diff(worker.sellers(), expected)}\n"
+                             f"log tail:\n{worker.log_tail()}") from None
+
+
 class Worker:
     """``popstream worker`` in a subprocess with its own port and data dir."""
 

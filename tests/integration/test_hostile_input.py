@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.engine.events import Event, decode_event, parse_timestamp
 from streams.runtime.topics import TopicNames, owner_partition
-from tests.integration.harness import Worker, consume_all, run, wait_for
+from tests.integration.harness import Worker, consume_all, run, wait_equal, wait_for
 from tests.integration.test_worker import AS_OF, MAX_BYTES, Stack, generated, messages_for
 from tests.integration.test_worker import stack as stack  # the fixture
 from tests.reference import reference_report
@@ -129,7 +129,7 @@ def test_hostile_messages_between_valid_events(stack: Stack, fast_path: str) -> 
     expected = reference_report(good, parse_timestamp(AS_OF))
     worker = Worker(stack.bootstrap, env, stack.tmp, AS_OF, f"hostile-{fast_path}")
     stack.workers.append(worker)
-    wait_for(lambda: worker.sellers() == expected, 120, "every valid event applied")
+    wait_equal(worker, expected, 120, "every valid event applied")
 
     dead = run(consume_all(stack.bootstrap, TopicNames(stack.prefix).deadletter,
                            expect=len(bad) + len(mixed_reasons) + 1))
@@ -201,7 +201,7 @@ def test_a_seller_day_larger_than_a_changelog_record_recovers_exactly(stack: Sta
                                 parse_timestamp(AS_OF))
     first = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "whale-1")
     stack.workers.append(first)
-    wait_for(lambda: first.sellers() == expected, 180, "200,000 orders applied")
+    wait_equal(first, expected, 180, "200,000 orders applied")
     wait_for(lambda: counter(first, "popstream_state_chunks_split_total").get("", 0) > 0
              and all(v == 0 for v in counter(
                  first, "popstream_consumer_lag_messages").values()), 120,
@@ -210,7 +210,7 @@ def test_a_seller_day_larger_than_a_changelog_record_recovers_exactly(stack: Sta
     first.kill9()
     second = Worker(stack.bootstrap, env, stack.tmp, AS_OF, "whale-2")
     stack.workers.append(second)
-    wait_for(lambda: second.sellers() == expected, 240, "the restart to be exact")
+    wait_equal(second, expected, 240, "the restart to be exact")
     assert second.proc.poll() is None
 
 
@@ -249,7 +249,7 @@ def test_an_unwritable_dead_letter_topic_pauses_consumption(stack: Stack) -> Non
     time.sleep(3)
     assert worker.sellers() == {}, "consumed while it could not write dead letters"
     run(set_limit(str(MAX_BYTES + 65_536)))
-    wait_for(lambda: worker.sellers() == expected, 120, "consumption to resume, exactly")
+    wait_equal(worker, expected, 120, "consumption to resume, exactly")
     wait_for(lambda: (worker.get("/health") or {}).get("status") == "ok", 30, "ok again")
     dead = run(consume_all(stack.bootstrap, deadletter, expect=1))
     assert [m.value for m in dead] == [b"{broken"]
