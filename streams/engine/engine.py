@@ -247,6 +247,10 @@ class Engine:
         # ordered set). Kept only with track_dirty, whose caller drains it: an
         # engine nobody drains (a replay) must not grow it.
         self._freed: dict[str, None] = {}
+        # Ghosts (see _leave_ghost), seller -> day -> order -> record: left since the
+        # last take_dirty(), and those the flush being written carries.
+        self._ghosts: dict[str, dict[int, dict[bytes, bytes]]] = {}
+        self._ghosts_out: dict[str, dict[int, dict[bytes, bytes]]] = {}
         windows = self.catalog.windows
         self._windows = windows
         self._n_windows = len(windows)
@@ -452,7 +456,8 @@ class Engine:
                 # A pending record stays listed under its anchor day too; readers
                 # skip entries whose day no longer matches the record.
                 self._orders_by_day.add(fields[DAY], seller_id, order_id)
-                self._mark(seller_id, old_day)
+                if self.track_dirty:
+                    self._leave_ghost(seller_id, old_day, order_id, record)
             if (fields[FLAGS] ^ old_flags) & HAS_ORDER:
                 self.pending_orders -= 1
         self._commit(seller, order_id, fields, digests + digest)
@@ -617,13 +622,23 @@ class Engine:
         else:  # an older state of this message: nothing changes but the dedup set
             seller.messages[message_id] = old._replace(digests=old.digests + digest)
             return _APPLIED
+        deltas: dict[str, int] = {}
         if old is not None and old.counts and old.order_id is not None:
-            self._count_message(seller, old.order_id.encode(), -1)
+            deltas[old.order_id] = -1
         if counts and ev.order_id is not None:
-            self._count_message(seller, ev.order_id.encode(), +1)
+            deltas[ev.order_id] = deltas.get(ev.order_id, 0) + 1
+        for order_id, delta in deltas.items():
+            if delta:
+                self._count_message(seller, order_id.encode(), delta, digest)
         return _APPLIED
 
-    def _count_message(self, seller: Seller, order_id: bytes, delta: int) -> None:
+    def _count_message(self, seller: Seller, order_id: bytes, delta: int,
+                       digest: bytes) -> None:
+        """Move an order's buyer-message count, once per message event: the event's
+        digest goes into the order's record with the count. The message's own state
+        (its dedup digests) lives in the META chunk, the count in a day chunk, and a
+        crash can save one without the other: with the digest beside the count, a
+        replay of the event neither loses nor doubles it."""
         record = seller.orders.get(order_id)
         if record is None:
             if delta < 0:  # the order expired: it counts nowhere any more
@@ -634,10 +649,12 @@ class Engine:
             self.pending_orders += 1
         else:
             fields, digests = rec.unpack(record)
+            if rec.has_digest(digests, digest):
+                return  # saved with the count before a crash; the event is replayed
         # Never below zero: a count can only be stale for an order that expired and
         # came back as a pending record, which never counts again.
         fields[BUYER_MESSAGES] = max(0, fields[BUYER_MESSAGES] + delta)
-        self._commit(seller, order_id, fields, digests)
+        self._commit(seller, order_id, fields, digests + digest)
 
     def _mark(self, seller_id: str, chunk: int | None) -> None:
         if self.track_dirty:
@@ -658,9 +675,32 @@ class Engine:
             self.touched = {}
         return touched
 
+    def _leave_ghost(self, seller_id: str, day: int, order_id: bytes, record: bytes) -> None:
+        """A pending record moved from its anchor day's chunk to its purchase day's.
+
+        The two chunks are two changelog records, and a crash can save any prefix
+        of a flush: rewriting the old chunk without the record before the new one
+        is saved would lose the order with every event already acked. So the old
+        chunk keeps a copy (a *ghost*) through the flush that first saves the new
+        chunk, and loses it in the next one (:meth:`take_dirty`); a restore that
+        meets both keeps the moved record (see :meth:`restore_seller_chunks`)."""
+        self._ghosts.setdefault(seller_id, {}).setdefault(day, {}).setdefault(
+            order_id, record)
+
     def take_dirty(self) -> dict[str, set[int | None]]:
-        """The chunks changed since the last call, by seller (and forget them)."""
+        """The chunks changed since the last call, by seller (and forget them).
+
+        Call it once per flush, and only once the previous flush is saved: the
+        ghosts that flush wrote (see :meth:`_leave_ghost`) are dropped now, their
+        chunks rewritten; this flush's chunks carry the ghosts of moves since."""
         dirty, self.dirty = self.dirty, {}
+        for seller_id, days in self._ghosts_out.items():
+            chunks = dirty.get(seller_id)
+            if chunks is None:
+                dirty[seller_id] = set(days)
+            else:
+                chunks.update(days)
+        self._ghosts_out, self._ghosts = self._ghosts, {}
         return dirty
 
     def take_freed(self) -> list[str]:
@@ -684,12 +724,21 @@ class Engine:
         ``META`` (messages, held events, flags). ``None`` for a chunk now empty (a
         tombstone for a compacted changelog). One pass over the seller's orders."""
         seller = self.sellers.get(seller_id)
-        out: dict[int | None, bytes | None] = dict.fromkeys(chunks)
+        # Days in order, META last: a crash saves a prefix of a partition's records,
+        # and META (a message's dedup digests, held events) must never be saved
+        # ahead of the day chunks holding those events' effects.
+        out: dict[int | None, bytes | None] = dict.fromkeys(
+            sorted(d for d in chunks if d is not None))
+        if None in chunks:
+            out[None] = None
         if seller is None:
             return out
         days = {d for d in chunks if d is not None}
         if days:
             grouped: dict[int, dict[bytes, bytes]] = {}
+            for day, ghosts in self._ghosts_out.get(seller_id, {}).items():
+                if day in days:
+                    grouped[day] = dict(ghosts)
             for key, record in seller.orders.items():
                 day = rec.record_day(record)[0]
                 if day in days:
@@ -711,19 +760,32 @@ class Engine:
     ) -> None:
         """Rebuild one seller from the chunks :meth:`seller_chunks` produced."""
         orders: dict[bytes, bytes] = {}
+        ghost_days: set[int] = set()
         meta = _Meta(False, {}, [])
         try:
             for day, data in chunks.items():
                 if day is None:
                     meta = _decode_meta(data)
-                else:
-                    orders.update(_decode_chunk(data))
+                    continue
+                for order_id, record in _decode_chunk(data).items():
+                    other = orders.get(order_id)
+                    if other is None:
+                        orders[order_id] = record
+                        continue
+                    # An order in two day chunks: the pending record's ghost (see
+                    # _leave_ghost) and the record it became once its order arrived.
+                    if rec.record_day(record)[1] & HAS_ORDER:
+                        orders[order_id], record = record, other
+                    ghost_days.add(rec.record_day(record)[0])
         except msgspec.DecodeError as exc:
             raise SnapshotError(f"seller {seller_id!r}: corrupt chunk: {exc}") from None
         self.drop_seller(seller_id)
         self._restore_seller(
             seller_id, _SellerSnapshot(meta.has_orders, orders, meta.messages, meta.future)
         )
+        if seller_id in self.sellers:
+            for day in ghost_days:
+                self._mark(seller_id, day)  # rewritten without the ghost
 
     # --- reading ----------------------------------------------------------------
 
