@@ -1,4 +1,4 @@
-"""The v1 event contract as typed structs, and the one decoder everything uses.
+"""The v1.1 event contract as typed structs, and the one decoder everything uses.
 
 The published contract is the JSON Schema set in ``schemas/``; this module is its
 fast twin. We decode with msgspec because it validates and parses timestamps in one
@@ -40,14 +40,16 @@ OrderId: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Amount: TypeAlias = Annotated[float, msgspec.Meta(ge=0)]
 # JSON Schema's "integer" accepts 5.0, so we decode as float and require a whole number.
 Rating: TypeAlias = Annotated[float, msgspec.Meta(ge=1, le=5, multiple_of=1)]
+MessageId: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 CancelInitiator: TypeAlias = Literal["seller", "buyer"]
-ClaimType: TypeAlias = Literal["a_to_z", "chargeback"]
+ClaimType: TypeAlias = Literal["a_to_z", "chargeback", "item_not_received"]
 ClaimStatus: TypeAlias = Literal["opened", "granted", "denied", "withdrawn"]
 MessageSender: TypeAlias = Literal["buyer", "seller"]
 
 EventType: TypeAlias = Literal[
-    "order", "cancellation", "shipment", "refund", "feedback", "claim", "message"
+    "order", "cancellation", "shipment", "refund", "feedback", "claim", "message",
+    "delivery", "return",
 ]
 EVENT_TYPES: Final[tuple[EventType, ...]] = (
     "order",
@@ -57,6 +59,8 @@ EVENT_TYPES: Final[tuple[EventType, ...]] = (
     "feedback",
     "claim",
     "message",
+    "delivery",
+    "return",
 )
 
 
@@ -67,13 +71,16 @@ class _Base(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
 
 
 class Order(_Base, tag="order", frozen=True):
-    """A purchase; ``occurred_at`` is the purchase time."""
+    """A purchase; ``occurred_at`` is the purchase time. ``deliver_by`` (v1.1,
+    optional) is the promised latest delivery, which on-time delivery is measured
+    against."""
 
     order_id: OrderId
     ship_by: Timestamp
     marketplace: str | None = None
     amount: Amount | None = None
     currency: str | None = None
+    deliver_by: Timestamp | None = None
 
 
 class Cancellation(_Base, tag="cancellation", frozen=True):
@@ -107,14 +114,36 @@ class Claim(_Base, tag="claim", frozen=True):
 
 
 class Message(_Base, tag="message", frozen=True):
-    message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    """A buyer-seller message. A seller's ``in_reply_to`` (v1.1) names the buyer
+    message it answers (the seller response rate); on a buyer's it means nothing."""
+
+    message_id: MessageId
     sender: MessageSender
     response_needed: bool = True
     order_id: OrderId | None = None
+    in_reply_to: MessageId | None = None
 
 
-Event: TypeAlias = Order | Cancellation | Shipment | Refund | Feedback | Claim | Message
-OrderEvent: TypeAlias = Order | Cancellation | Shipment | Refund | Feedback | Claim
+class Delivery(_Base, tag="delivery", frozen=True):
+    """A carrier delivery (v1.1); ``occurred_at`` is when it was delivered. With
+    several, the latest is the order's delivery time (its last package)."""
+
+    order_id: OrderId
+
+
+class Return(_Base, tag="return", frozen=True):
+    """The buyer returned (part of) the order (v1.1). Not a refund."""
+
+    order_id: OrderId
+    reason: str | None = None
+
+
+Event: TypeAlias = (
+    Order | Cancellation | Shipment | Refund | Feedback | Claim | Message | Delivery | Return
+)
+OrderEvent: TypeAlias = (
+    Order | Cancellation | Shipment | Refund | Feedback | Claim | Delivery | Return
+)
 
 _decoder: Final = msgspec.json.Decoder(Event)
 _array_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
@@ -190,8 +219,11 @@ def decode_event(data: bytes | str | memoryview) -> Event:
     # Inline range checks: this runs for every event (see _check_year for the message).
     if not _MIN_YEAR <= event.occurred_at.year <= _MAX_YEAR:
         _check_year(event.occurred_at, "$.occurred_at")
-    if type(event) is Order and not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR:
-        _check_year(event.ship_by, "$.ship_by")
+    if type(event) is Order:
+        if not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR:
+            _check_year(event.ship_by, "$.ship_by")
+        if event.deliver_by is not None and not _MIN_YEAR <= event.deliver_by.year <= _MAX_YEAR:
+            _check_year(event.deliver_by, "$.deliver_by")
     return event
 
 
@@ -233,7 +265,10 @@ def decode_events(data: bytes) -> list[Event] | None:
         if event.seller_id not in _valid_sellers and not _seller_ok(event.seller_id):
             return None
         if not _MIN_YEAR <= event.occurred_at.year <= _MAX_YEAR or (
-            type(event) is Order and not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR
+            type(event) is Order and (
+                not _MIN_YEAR <= event.ship_by.year <= _MAX_YEAR
+                or (event.deliver_by is not None
+                    and not _MIN_YEAR <= event.deliver_by.year <= _MAX_YEAR))
         ):
             return None
     return events
@@ -476,6 +511,8 @@ _TYPE_OF: Final[dict[type, EventType]] = {
     Feedback: "feedback",
     Claim: "claim",
     Message: "message",
+    Delivery: "delivery",
+    Return: "return",
 }
 
 

@@ -552,7 +552,7 @@ def _class_of() -> dict[str, type]:
 
     return {"order": ev.Order, "cancellation": ev.Cancellation, "shipment": ev.Shipment,
             "refund": ev.Refund, "feedback": ev.Feedback, "claim": ev.Claim,
-            "message": ev.Message}
+            "message": ev.Message, "delivery": ev.Delivery, "return": ev.Return}
 
 
 _CLASS_OF: Final = _class_of()

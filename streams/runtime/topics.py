@@ -24,6 +24,8 @@ TOPIC_OF_TYPE: Final[dict[EventType, str]] = {
     "feedback": "feedback",
     "claim": "claims",
     "message": "messages",
+    "delivery": "deliveries",
+    "return": "returns",
 }
 DEADLETTER: Final = "popstream-deadletter"
 STATUS: Final = "popstream-status"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from streams.engine.events import EVENT_TYPES, Feedback, decode_event, event_type
+from streams.engine.events import EVENT_TYPES, Feedback, decode_event, decode_events, event_type
 from streams.errors import InvalidEvent
 from streams.schemas import BASE_URI, load_schemas, schema_dir, validate_with_schema
 
@@ -136,7 +136,15 @@ CLAIM = {"event_id": "e", "type": "claim", "seller_id": "S1", "order_id": "o",
          "occurred_at": "2024-06-14T10:00:00Z", "claim_type": "a_to_z"}
 MESSAGE = {"event_id": "e", "type": "message", "seller_id": "S1", "message_id": "m",
            "occurred_at": "2024-06-14T10:00:00Z", "sender": "buyer"}
-BASES = [ORDER, CANCELLATION, SHIPMENT, REFUND, FEEDBACK, CLAIM, MESSAGE]
+DELIVERY = {"event_id": "e", "type": "delivery", "seller_id": "S1", "order_id": "o",
+            "occurred_at": "2024-06-17T10:00:00Z"}
+RETURN = {"event_id": "e", "type": "return", "seller_id": "S1", "order_id": "o",
+          "occurred_at": "2024-06-20T10:00:00Z"}
+# v1.1: the optional fields filled in, so mutations reach them too.
+ORDER_V11 = {**ORDER, "deliver_by": "2024-06-20T23:59:59Z"}
+REPLY = {**MESSAGE, "message_id": "r", "sender": "seller", "in_reply_to": "m"}
+BASES = [ORDER, CANCELLATION, SHIPMENT, REFUND, FEEDBACK, CLAIM, MESSAGE, DELIVERY, RETURN,
+         ORDER_V11, REPLY]
 
 _DROP = object()
 
@@ -312,6 +320,65 @@ TABLE: list[tuple[str, Any, bool]] = [
     ("message response_needed false", with_(MESSAGE, response_needed=False), True),
     ("message response_needed null", with_(MESSAGE, response_needed=None), False),
     ("message response_needed 0", with_(MESSAGE, response_needed=0), False),
+    # v1.1: order.deliver_by
+    ("deliver_by", ORDER_V11, True),
+    ("deliver_by null", with_(ORDER, deliver_by=None), True),
+    ("deliver_by offset without colon", with_(ORDER, deliver_by="2024-06-20T10:00:00+0200"),
+     True),
+    ("deliver_by naive", with_(ORDER, deliver_by="2024-06-20T10:00:00"), False),
+    ("deliver_by year 9999", with_(ORDER, deliver_by="9999-01-01T00:00:00Z"), False),
+    ("deliver_by rounds up into 9999", with_(ORDER, deliver_by="9998-12-31T23:59:59.9999995Z"),
+     False),
+    ("deliver_by feb 29 common year", with_(ORDER, deliver_by="2023-02-29T10:00:00Z"), False),
+    ("deliver_by number", with_(ORDER, deliver_by=1718359200), False),
+    ("deliver_by true", with_(ORDER, deliver_by=True), False),
+    ("deliver_by empty", with_(ORDER, deliver_by=""), False),
+    ("deliver_by object", with_(ORDER, deliver_by={"at": "2024-06-20T10:00:00Z"}), False),
+    ("deliver_by before ship_by", with_(ORDER, deliver_by="2024-06-01T00:00:00Z"), True),
+    ("deliver_by on another type is ignored", with_(SHIPMENT, deliver_by=5), True),
+    # v1.1: delivery
+    ("delivery", DELIVERY, True),
+    ("delivery order_id missing", with_(DELIVERY, order_id=_DROP), False),
+    ("delivery order_id null", with_(DELIVERY, order_id=None), False),
+    ("delivery order_id empty", with_(DELIVERY, order_id=""), False),
+    ("delivery occurred_at naive", with_(DELIVERY, occurred_at="2024-06-17T10:00:00"), False),
+    ("delivery with extra fields", with_(DELIVERY, carrier="UPS", tracking_id=5), True),
+    ("type Delivery", with_(DELIVERY, type="Delivery"), False),
+    ("type deliveries", with_(DELIVERY, type="deliveries"), False),
+    # v1.1: return
+    ("return bare", RETURN, True),
+    ("return reason", with_(RETURN, reason="no longer needed"), True),
+    ("return reason null", with_(RETURN, reason=None), True),
+    ("return reason empty", with_(RETURN, reason=""), True),
+    ("return reason number", with_(RETURN, reason=1), False),
+    ("return reason false", with_(RETURN, reason=False), False),
+    ("return reason list", with_(RETURN, reason=["damaged"]), False),
+    ("return order_id missing", with_(RETURN, order_id=_DROP), False),
+    ("return order_id number", with_(RETURN, order_id=1), False),
+    ("return amount is ignored", with_(RETURN, amount="x"), True),
+    # v1.1: item_not_received claims
+    ("claim item_not_received", with_(CLAIM, claim_type="item_not_received"), True),
+    ("claim item_not_received granted",
+     with_(CLAIM, claim_type="item_not_received", status="granted"), True),
+    ("claim item_not_received withdrawn",
+     with_(CLAIM, claim_type="item_not_received", status="withdrawn"), True),
+    ("claim item_not_received closed",
+     with_(CLAIM, claim_type="item_not_received", status="closed"), False),
+    ("claim Item_Not_Received", with_(CLAIM, claim_type="Item_Not_Received"), False),
+    ("claim inr", with_(CLAIM, claim_type="inr"), False),
+    # v1.1: message.in_reply_to
+    ("reply", REPLY, True),
+    ("reply in_reply_to null", with_(REPLY, in_reply_to=None), True),
+    ("reply in_reply_to 128", with_(REPLY, in_reply_to="m" * 128), True),
+    ("reply in_reply_to 129", with_(REPLY, in_reply_to="m" * 129), False),
+    ("reply in_reply_to empty", with_(REPLY, in_reply_to=""), False),
+    ("reply in_reply_to number", with_(REPLY, in_reply_to=1), False),
+    ("reply in_reply_to list", with_(REPLY, in_reply_to=["m"]), False),
+    ("reply in_reply_to true", with_(REPLY, in_reply_to=True), False),
+    ("reply to an unknown id", with_(REPLY, in_reply_to="nowhere"), True),
+    ("buyer message with in_reply_to", with_(MESSAGE, in_reply_to="m0"), True),
+    ("buyer message in_reply_to number", with_(MESSAGE, in_reply_to=0), False),
+    ("in_reply_to on another type is ignored", with_(RETURN, in_reply_to=0), True),
     # not an event object at all
     ("not an object", ["x"], False),
     ("array of an event", [ORDER], False),
@@ -439,8 +506,8 @@ _numbers = st.sampled_from([
     MAX_DOUBLE, FIRST_OUT_OF_RANGE - 1, FIRST_OUT_OF_RANGE, 10**400, -(10**400),
 ])
 _enums = st.sampled_from(
-    ["seller", "buyer", "a_to_z", "chargeback", "opened", "granted", "denied", "withdrawn",
-     "closed", "Seller", "", *EVENT_TYPES]
+    ["seller", "buyer", "a_to_z", "chargeback", "item_not_received", "opened", "granted",
+     "denied", "withdrawn", "closed", "Seller", "", *EVENT_TYPES]
 )
 _values = st.none() | _json_values | timestamps | _ids | _numbers | _enums
 
@@ -476,15 +543,16 @@ def test_schema_and_decoder_agree_on_mutations(doc: Any) -> None:
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(timestamps, st.sampled_from(["occurred_at", "ship_by"]))
+@given(timestamps, st.sampled_from(["occurred_at", "ship_by", "deliver_by"]))
 def test_schema_and_decoder_agree_on_timestamps(ts: str, field: str) -> None:
     event(f"valid: {assert_agree(with_(ORDER, **{field: ts}))}")
 
 
 @settings(max_examples=500, deadline=None)
-@given(_ids, st.sampled_from(["seller_id", "event_id", "order_id", "message_id"]))
+@given(_ids, st.sampled_from(["seller_id", "event_id", "order_id", "message_id",
+                               "in_reply_to"]))
 def test_schema_and_decoder_agree_on_identifiers(value: str, field: str) -> None:
-    base = MESSAGE if field == "message_id" else FEEDBACK
+    base = REPLY if field in ("message_id", "in_reply_to") else FEEDBACK
     event(f"valid: {assert_agree(with_(base, **{field: value}))}")
 
 
@@ -499,3 +567,45 @@ _any_numbers = (
 def test_schema_and_decoder_agree_on_numbers(value: Any, where: tuple[dict[str, Any], str]) -> None:
     base, field = where
     event(f"valid: {assert_agree(with_(base, **{field: value}))}")
+
+
+# --- (e) v1.1: where and why a new field fails -------------------------------------
+
+REASONS: list[tuple[str, Any, str | None, str]] = [
+    ("deliver_by naive", with_(ORDER, deliver_by="2024-06-20T10:00:00"), "$.deliver_by",
+     "Expected `datetime` with a timezone component"),
+    ("deliver_by year 9999", with_(ORDER, deliver_by="9999-01-01T00:00:00Z"), "$.deliver_by",
+     "expected a year in 1000..9998, got 9999"),
+    ("deliver_by number", with_(ORDER, deliver_by=5), "$.deliver_by",
+     "Expected `datetime | null`, got `int`"),
+    ("in_reply_to number", with_(REPLY, in_reply_to=5), "$.in_reply_to",
+     "Expected `str | null`, got `int`"),
+    ("in_reply_to empty", with_(REPLY, in_reply_to=""), "$.in_reply_to",
+     "Expected `str` of length >= 1"),
+    ("return reason number", with_(RETURN, reason=5), "$.reason",
+     "Expected `str | null`, got `int`"),
+    ("delivery without order", with_(DELIVERY, order_id=_DROP), None,
+     "Object missing required field `order_id`"),
+    ("claim type", with_(CLAIM, claim_type="inr"), "$.claim_type",
+     "Invalid enum value 'inr'"),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "field", "reason"), REASONS,
+                         ids=[c for c, _, _, _ in REASONS])
+def test_v11_reasons_name_the_field(case: str, doc: Any, field: str | None,
+                                    reason: str) -> None:
+    """Wrong-typed v1.1 fields are reported like the v1 ones: the field's JSON path
+    and msgspec's own wording (or the year range, as for ``ship_by``)."""
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(json.dumps(doc).encode())
+    assert info.value.field == field, case
+    assert reason in info.value.reason, (case, info.value.reason)
+
+
+def test_bulk_route_rejects_what_decode_event_rejects() -> None:
+    """The one-pass array decoder checks ``deliver_by``'s year range too."""
+    good = with_(ORDER_V11, event_id="a")
+    bad = with_(ORDER, event_id="b", deliver_by="9998-12-31T23:59:59.9999995Z")
+    assert decode_events(json.dumps([good, DELIVERY, RETURN, REPLY]).encode()) is not None
+    assert decode_events(json.dumps([good, bad]).encode()) is None
