@@ -1,4 +1,4 @@
-"""A plain, obviously-correct reference for the metrics contract (issue #2).
+"""A plain, obviously-correct reference for the metrics contract (issues #2, #12).
 
 No incremental state, no packing, no clever counting: keep every event, then
 compute each rule for each order straight from its definition. Slow on purpose.
@@ -6,26 +6,105 @@ The property tests hold :class:`streams.engine.engine.Engine` equal to this.
 
 Events are given in *processing order*; "latest" ties go to the one processed
 later, and "first event with a given id wins" is decided by that order too.
+
+Parameters come from the catalog's metrics (window, lag, response hours, target,
+floors); the *definition* of a metric comes from its name for the metrics of issue
+#12 (:data:`V11_DEFINITIONS`, :data:`RESPONSE_RATE`) and from its numerator and
+denominator predicates for every other one (the six v1 metrics, custom ones). Only
+attributes are read, so a stand-in with the same fields works as a metric.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from streams.engine.catalog import Catalog, Metric, default_catalog
+from streams.engine.catalog import Catalog, default_catalog
 from streams.engine.events import (
     US_PER_DAY,
     Cancellation,
     Claim,
+    Delivery,
     Event,
     Feedback,
     Message,
     Order,
     Refund,
+    Return,
     Shipment,
     to_us,
 )
+
+US_PER_HOUR = 3_600_000_000
+
+V11_DEFINITIONS: dict[str, tuple[str, str]] = {
+    "late_shipment_rate_30d": ("late_shipment", "order"),
+    "on_time_delivery_rate": ("delivered_on_time", "delivery_due"),
+    "return_rate": ("returned", "order"),
+    "item_not_received_rate": ("item_not_received", "order"),
+    "negative_feedback_rate": ("negative_feedback", "order"),
+    "transaction_defect_rate": ("transaction_defect", "order"),
+    "cases_closed_without_resolution_rate": ("claim_granted", "order"),
+    "seller_cancel_rate": ("seller_cancellation", "order"),
+}
+"""Issue #12's order metrics by name: (numerator, denominator) of the per-order
+predicates computed below."""
+
+RESPONSE_RATE = "seller_response_rate"
+"""Counted over buyer messages, not orders (see :func:`_responses`)."""
+
+
+class MetricLike(Protocol):
+    """What the reference reads of a metric (``lag_days`` and ``response_hours``
+    through ``getattr``, defaulting to 0 and 48, until catalog.py has them)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def window_days(self) -> int: ...
+
+    @property
+    def numerator(self) -> str: ...
+
+    @property
+    def denominator(self) -> str: ...
+
+    @property
+    def target(self) -> float: ...
+
+    @property
+    def healthy(self) -> str: ...
+
+    @property
+    def min_orders(self) -> int: ...
+
+    @property
+    def min_count(self) -> int: ...
+
+    @property
+    def warning(self) -> float | None: ...
+
+
+class CatalogLike(Protocol):
+    @property
+    def metrics(self) -> tuple[Any, ...]: ...
+
+
+def lag_days(m: MetricLike) -> int:
+    return int(getattr(m, "lag_days", 0))
+
+
+def response_hours(m: MetricLike) -> int:
+    return int(getattr(m, "response_hours", 48))
+
+
+def in_window(m: MetricLike, today: int, day: int) -> bool:
+    """A window of W days with lag L covers the days today-L-W+1 .. today-L."""
+    age = today - day
+    return lag_days(m) <= age < lag_days(m) + m.window_days
 
 
 @dataclass
@@ -35,16 +114,20 @@ class _OrderEvents:
 
 
 def reference_report(
-    events: list[Event], now: int, catalog: Catalog | None = None
+    events: list[Event], now: int, catalog: Catalog | CatalogLike | None = None
 ) -> dict[str, dict[str, dict[str, object]]]:
     """``{seller: {metric: {numerator, denominator, value, target, breached,
-    window_days}}}`` exactly as ``popstream replay --format json`` prints it.
+    status, window_days}}}`` exactly as ``popstream replay --format json`` prints it.
 
-    A seller is reported while at least one of its orders is in a window (the
-    longest): one whose orders all expired is absent, like one with none."""
+    A seller is reported while at least one of its orders is in reach of a window
+    (purchased less than max(window_days + lag_days) days ago): one whose orders all
+    expired is absent, like one with none. With ``seller_response_rate`` in the
+    catalog, also while it has a buyer message needing a response in that metric's
+    window, even with no order at all."""
     catalog = catalog or default_catalog()
+    metrics: tuple[MetricLike, ...] = tuple(catalog.metrics)
     today = now // US_PER_DAY
-    horizon = catalog.horizon_days
+    horizon = max(m.window_days + lag_days(m) for m in metrics)
 
     # 1. Keep events that occurred at or before now; drop redeliveries. The engine
     #    scopes event_id to the order (or message) an event concerns.
@@ -104,10 +187,12 @@ def reference_report(
 
         fb = latest(Feedback)
         negative = isinstance(fb, Feedback) and fb.rating <= 2 and not fb.removed
-        atoz = latest(Claim, lambda e: e.claim_type == "a_to_z")
-        cb = latest(Claim, lambda e: e.claim_type == "chargeback")
-        a_to_z = isinstance(atoz, Claim) and atoz.status in ("opened", "granted")
-        chargeback = isinstance(cb, Claim) and cb.status in ("opened", "granted")
+        claims = {kind: latest(Claim, lambda e, k=kind: e.claim_type == k)
+                  for kind in ("a_to_z", "chargeback", "item_not_received")}
+        a_to_z = _status_in(claims["a_to_z"], "opened", "granted")
+        chargeback = _status_in(claims["chargeback"], "opened", "granted")
+        item_not_received = _status_in(claims["item_not_received"], "opened", "granted")
+        claim_granted = any(_status_in(claim, "granted") for claim in claims.values())
         ships = [to_us(e.occurred_at) for _, e in evs if isinstance(e, Shipment)]
         first_ship = min(ships) if ships else None
         cancels = [e for _, e in evs if isinstance(e, Cancellation)]
@@ -126,6 +211,18 @@ def reference_report(
         )
         defect = negative or a_to_z or chargeback
         imperfect = defect or seller_cancel or late or refunded or buyer_message
+        # On-time delivery (v1.1): tracked, never cancelled, and delivered (the
+        # latest delivery is the delivery time) or its deliver_by passed.
+        deliver_by = (to_us(entry.order.deliver_by)
+                      if entry.order.deliver_by is not None else None)
+        deliveries = [to_us(e.occurred_at) for _, e in evs if isinstance(e, Delivery)]
+        delivered_at = max(deliveries) if deliveries else None
+        delivery_due = (
+            deliver_by is not None and tracked and not cancels
+            and (delivered_at is not None or now > deliver_by)
+        )
+        delivered_on_time = (delivery_due and delivered_at is not None
+                             and deliver_by is not None and delivered_at <= deliver_by)
         per_order[seller].append(
             (
                 purchase_day,
@@ -143,21 +240,44 @@ def reference_report(
                     "defect": defect,
                     "shipped": shipped,
                     "valid_tracking": tracked,
+                    # v1.1
+                    "delivery_due": delivery_due,
+                    "delivered_on_time": delivered_on_time,
+                    "returned": any(isinstance(e, Return) for _, e in evs),
+                    "item_not_received": item_not_received,
+                    "claim_granted": claim_granted,
+                    "transaction_defect": seller_cancel or claim_granted,
                 },
             )
         )
 
-    # 5. Windows: orders purchased on the N UTC days ending with today.
+    # 5. Buyer messages for the response rate, per seller: (day, counted, on time).
+    responses = {m.name: _responses(kept, now, response_hours(m))
+                 for m in metrics if m.name == RESPONSE_RATE}
+    sellers = set(per_order)
+    for m in metrics:
+        if m.name == RESPONSE_RATE:
+            sellers |= {seller for seller, needing in responses[m.name].items()
+                        if any(in_window(m, today, day) for day, _, _ in needing)}
+
+    # 6. Windows: orders purchased (messages sent) on the W UTC days ending L days
+    #    before today.
     report: dict[str, dict[str, dict[str, object]]] = {}
-    for seller in sorted(per_order):
-        metrics: dict[str, dict[str, object]] = {}
-        for m in catalog.metrics:
-            in_window = [p for d, p in per_order[seller] if today - d < m.window_days]
-            num = sum(1 for p in in_window if p[m.numerator])
-            den = sum(1 for p in in_window if p[m.denominator])
+    for seller in sorted(sellers):
+        cells: dict[str, dict[str, object]] = {}
+        for m in metrics:
+            if m.name == RESPONSE_RATE:
+                counted = [on_time for day, due, on_time in responses[m.name].get(seller, [])
+                           if due and in_window(m, today, day)]
+                num, den = sum(counted), len(counted)
+            else:
+                numerator, denominator = V11_DEFINITIONS.get(m.name, (m.numerator, m.denominator))
+                orders_in = [p for d, p in per_order.get(seller, []) if in_window(m, today, d)]
+                num = sum(1 for p in orders_in if p[numerator])
+                den = sum(1 for p in orders_in if p[denominator])
             value = num / den if den else None
             breached, status = _judge(m, num, den)
-            metrics[m.name] = {
+            cells[m.name] = {
                 "numerator": num,
                 "denominator": den,
                 "value": value,
@@ -166,12 +286,53 @@ def reference_report(
                 "status": status,
                 "window_days": m.window_days,
             }
-        report[seller] = metrics
+        report[seller] = cells
     return report
 
 
+def _status_in(claim: Event | None, *statuses: str) -> bool:
+    return isinstance(claim, Claim) and claim.status in statuses
 
-def _judge(m: Metric, num: int, den: int) -> tuple[bool | None, str]:
+
+def _responses(
+    kept: Iterable[tuple[int, Event]], now: int, hours: int
+) -> dict[str, list[tuple[int, bool, bool]]]:
+    """Per seller, one ``(day, counted, answered_on_time)`` per buyer message that
+    needs a response, straight from issue #12's definition.
+
+    A buyer message is a (seller_id, message_id) whose latest event (ties to the
+    later processed) is the buyer's with ``response_needed``; its day is the UTC day
+    of that event and its deadline that event's ``occurred_at`` plus ``hours``.
+    Every seller message event of the same seller whose ``in_reply_to`` is the
+    message_id is a reply; the earliest decides (one stamped before the question
+    is on time). It counts once answered (every kept event is at or before now) or
+    once now is strictly past the deadline; on time when answered by the deadline.
+    """
+    threads: dict[tuple[str, str], list[tuple[int, Message]]] = defaultdict(list)
+    replies: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for seq, ev in kept:
+        if not isinstance(ev, Message):
+            continue
+        threads[(ev.seller_id, ev.message_id)].append((seq, ev))
+        if ev.sender == "seller" and ev.in_reply_to is not None:
+            replies[(ev.seller_id, ev.in_reply_to)].append(to_us(ev.occurred_at))
+    out: dict[str, list[tuple[int, bool, bool]]] = defaultdict(list)
+    for (seller, message_id), thread in threads.items():
+        _, last = max(thread, key=lambda p: (to_us(p[1].occurred_at), p[0]))
+        if last.sender != "buyer" or not last.response_needed:
+            continue
+        asked = to_us(last.occurred_at)
+        deadline = asked + hours * US_PER_HOUR
+        answers = replies.get((seller, message_id))
+        first = min(answers) if answers else None
+        counted = first is not None or now > deadline
+        on_time = first is not None and first <= deadline
+        out[seller].append((asked // US_PER_DAY, counted, on_time))
+    return out
+
+
+
+def _judge(m: MetricLike, num: int, den: int) -> tuple[bool | None, str]:
     """Breached and status, the slow and obvious way: Fractions of the decimals as
     written (issue #10's contract), written apart from the catalog's integer form."""
     from decimal import Decimal
