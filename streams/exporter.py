@@ -189,7 +189,7 @@ class SellerCollector:
                 ratio.add_metric([seller_id, name], mv.value)
                 num.add_metric([seller_id, name], mv.numerator)
                 den.add_metric([seller_id, name], mv.denominator)
-            counts = engine.seller_counts(seller_id, engine.catalog.windows[pop_window])
+            counts = engine.seller_counts(seller_id, *engine.catalog.windows[pop_window])
             for cause in CAUSE_NAMES:
                 if counts[cause]:
                     causes.add_metric([seller_id, cause], counts[cause])

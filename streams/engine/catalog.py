@@ -55,6 +55,12 @@ class Metric:
     # The early-warning line, on the healthy side of the target; None: 80 % of a
     # ``below`` target, or the target plus 20 % of the headroom for ``at_least``.
     warning: float | None = None
+    # Windows may lag (Amazon's on-time delivery: 14 purchase days ending 7 days
+    # before today): the window covers purchase days today-lag-window+1 .. today-lag.
+    lag_days: int = 0
+    # For a response metric (denominator ``response_due``): a buyer message is due
+    # this many hours after it was sent.
+    response_hours: int = 48
     _target: tuple[int, int] = field(init=False, repr=False, compare=False)
     _warning: tuple[int, int] = field(init=False, repr=False, compare=False)
 
@@ -66,6 +72,12 @@ class Metric:
             raise ConfigError(
                 f"{where}: window_days must be 1..3660, got {self.window_days!r}"
             )
+        for bound, (least, most) in (("lag_days", (0, 3660)), ("response_hours", (1, 8760))):
+            given = getattr(self, bound)
+            if not isinstance(given, int) or isinstance(given, bool) or not (
+                    least <= given <= most):
+                raise ConfigError(f"{where}: {bound} must be an integer {least}..{most}, "
+                                  f"got {given!r}")
         for role in ("numerator", "denominator"):
             pred = getattr(self, role)
             if pred not in PREDICATES:
@@ -106,6 +118,12 @@ class Metric:
         # Exact integer comparisons, precomputed: n/d vs p/q is n*q vs p*d.
         object.__setattr__(self, "_target", (target.numerator, target.denominator))
         object.__setattr__(self, "_warning", (warning.numerator, warning.denominator))
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """``(window_days, lag_days)``: which purchase days (or, for a response
+        metric, message days) the metric counts."""
+        return self.window_days, self.lag_days
 
     @property
     def exact_target(self) -> Fraction:
@@ -194,16 +212,29 @@ class Catalog:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"metric names must be unique, repeated: {dupes}")
+        hours = {m.response_hours for m in self.metrics if m.denominator == "response_due"}
+        if len(hours) > 1:
+            raise ConfigError(f"response metrics must share one response_hours, got "
+                              f"{sorted(hours)}")
 
     @property
-    def windows(self) -> tuple[int, ...]:
-        """Distinct window lengths, ascending: one running sum per seller each."""
-        return tuple(sorted({m.window_days for m in self.metrics}))
+    def windows(self) -> tuple[tuple[int, int], ...]:
+        """Distinct ``(window_days, lag_days)``: one running sum per seller each.
+        The last is always ``(horizon_days, 0)``, every day the state holds (added
+        when no metric uses it): a seller is tracked while it counts there."""
+        horizon = (self.horizon_days, 0)
+        return (*sorted({m.window for m in self.metrics} - {horizon}), horizon)
 
     @property
     def horizon_days(self) -> int:
         """Orders older than this many days count nowhere and are dropped."""
-        return max(m.window_days for m in self.metrics)
+        return max(m.window_days + m.lag_days for m in self.metrics)
+
+    @property
+    def response_hours(self) -> int | None:
+        """Hours a buyer message has for its response (None: no response metric)."""
+        hours = {m.response_hours for m in self.metrics if m.denominator == "response_due"}
+        return hours.pop() if hours else None
 
     def by_name(self, name: str) -> Metric:
         for metric in self.metrics:
@@ -212,8 +243,77 @@ class Catalog:
         raise KeyError(name)
 
 
+# --- profiles: marketplaces' standards (issue #12), ``--catalog NAME`` ------------
+
+AMAZON: Final[tuple[Metric, ...]] = (
+    *DEFAULT_CATALOG,
+    # Amazon shows late shipment over 10 and 30 days (Seller Central, "Account
+    # Health": Late Shipment Rate).
+    Metric(
+        "late_shipment_rate_30d", 30, "late_shipment", "order", 0.04, "below",
+        "Late shipment rate over 30 days (Amazon shows 10 and 30).", warning=0.032,
+    ),
+    # On-Time Delivery Rate, a requirement since 2024-09-25: >= 90 % of tracked
+    # orders delivered by the promised date, over 14 days with a 7-day delay
+    # (Seller Central, "On-Time Delivery Rate" policy update, 2024).
+    Metric(
+        "on_time_delivery_rate", 14, "on_time_delivery", "delivery_due", 0.90, "at_least",
+        "Tracked, uncancelled orders delivered by deliver_by, over those delivered or "
+        "past it; purchase days today-20 .. today-7.", lag_days=7,
+    ),
+)
+
+# Walmart Marketplace, Seller Performance Standards (Seller Center help, 2024-2026).
+WALMART: Final[tuple[Metric, ...]] = (
+    Metric("seller_cancel_rate", 30, "seller_cancellation", "order", 0.02, "below",
+           "Orders the seller cancelled (before or after shipping)."),
+    Metric("on_time_delivery_rate", 30, "on_time_delivery", "delivery_due", 0.90,
+           "at_least", "Tracked, uncancelled orders delivered by deliver_by (no lag)."),
+    Metric("valid_tracking_rate", 30, "valid_tracking", "shipped", 0.99, "at_least",
+           "Shipped orders with a valid tracking id."),
+    Metric("refund_rate", 30, "refunded", "order", 0.06, "below", "Orders refunded."),
+    Metric("seller_response_rate", 30, "responded_on_time", "response_due", 0.95,
+           "at_least", "Buyer inquiries answered within 48 h, by the inquiry's day.",
+           response_hours=48),
+    Metric("negative_feedback_rate", 60, "negative_feedback", "order", 0.02, "below",
+           "Orders with negative feedback."),
+    Metric("return_rate", 60, "returned", "order", 0.06, "below", "Orders returned."),
+    Metric("item_not_received_rate", 60, "item_not_received", "order", 0.02, "below",
+           "Orders with an open or granted item-not-received claim."),
+)
+
+# eBay seller standards (eBay help, "Seller performance standards"): defects, cases
+# closed without seller resolution (at most 0.3 % and at most 2 cases), late
+# shipments (at most 7 % and at most 7 late: breach from 8). eBay evaluates 3
+# months, or 12 for sellers under 400 transactions: popstream has one window per
+# metric, 90 days here, and does not switch to 12 months for small sellers.
+EBAY: Final[tuple[Metric, ...]] = (
+    Metric("transaction_defect_rate", 90, "transaction_defect", "order", 0.02, "below",
+           "Orders with a seller cancellation or a claim granted to the buyer."),
+    Metric("cases_closed_without_resolution_rate", 90, "claim_granted", "order", 0.003,
+           "below", "Orders whose claim was granted to the buyer (closed without seller "
+           "resolution).", min_count=3),
+    Metric("late_shipment_rate", 90, "late_shipment", "order", 0.07, "below",
+           "Orders shipped after ship_by, or unshipped past it.", min_count=8),
+)
+
+PROFILES: Final[dict[str, tuple[Metric, ...]]] = {
+    "amazon": AMAZON, "walmart": WALMART, "ebay": EBAY,
+}
+"""Shipped catalogs by name (``--catalog``, ``POPSTREAM_CATALOG``)."""
+
+
 def default_catalog() -> Catalog:
     return Catalog(DEFAULT_CATALOG)
+
+
+def profile_catalog(name: str) -> Catalog:
+    """A shipped profile by name; ``ConfigError`` naming the profiles otherwise."""
+    try:
+        return Catalog(PROFILES[name])
+    except KeyError:
+        raise ConfigError(f"unknown catalog profile {name!r}; profiles: "
+                          f"{sorted(PROFILES)} (or a path to a TOML file)") from None
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -240,7 +340,8 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
     replace = bool(doc.get("replace_defaults", False))
     result: dict[str, Metric] = {} if replace else dict(defaults)
     allowed = {"window_days", "target", "numerator", "denominator", "healthy",
-               "description", "min_orders", "min_count", "warning"}
+               "description", "min_orders", "min_count", "warning", "lag_days",
+               "response_hours"}
     for name, table in tables.items():
         if not isinstance(table, Mapping):
             raise ConfigError(f"{source}: metrics.{name} must be a table")
@@ -261,6 +362,8 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
                 "description": base.description,
                 "min_orders": base.min_orders,
                 "min_count": base.min_count,
+                "lag_days": base.lag_days,
+                "response_hours": base.response_hours,
                 # A new target without a new warning: the warning follows it.
                 "warning": base.warning if "target" not in table else None,
             }
@@ -298,6 +401,8 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
             min_orders=fields.get("min_orders", DEFAULT_MIN_ORDERS),
             min_count=fields.get("min_count", DEFAULT_MIN_COUNT),
             warning=_number(fields.get("warning"), f"{source}: metrics.{name}.warning"),
+            lag_days=fields.get("lag_days", 0),
+            response_hours=fields.get("response_hours", 48),
         )
     return Catalog(tuple(result.values()))
 

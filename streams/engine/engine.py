@@ -46,11 +46,13 @@ from streams.engine.events import (
     US_PER_DAY,
     Cancellation,
     Claim,
+    Delivery,
     Event,
     Feedback,
     Message,
     Order,
     Refund,
+    Return,
     Shipment,
     decode_event,
     encode_event,
@@ -61,25 +63,37 @@ from streams.engine.rules import (
     A_TO_Z_AT,
     ANY_CANCEL,
     APPLIED,
+    ATOZ_GRANTED,
     ATOZ_OPEN,
     BUYER_MESSAGES,
     CHARGEBACK_AT,
+    CHARGEBACK_GRANTED,
     CHARGEBACK_OPEN,
     DAY,
+    DELIVER_BY,
     FB_NEGATIVE,
     FEEDBACK_AT,
+    FIRST_REPLY,
     FIRST_SELLER_CANCEL,
     FIRST_SHIP,
     FLAGS,
     HAS_ORDER,
+    INR_AT,
+    INR_GRANTED,
+    INR_OPEN,
+    LAST_DELIVERY,
+    NO_TIME,
     PREDICATES,
     REFUNDED_F,
+    RESPONSE_DEADLINE,
+    RESPONSE_REC,
+    RETURNED_F,
     SHIP_BY,
     TRACKED_F,
+    deadlines,
     evaluate,
-    late_deadline,
 )
-from streams.engine.windows import LANES, DayIndex, first_window_by_age, lane
+from streams.engine.windows import LANES, DayIndex, lane, windows_by_age
 from streams.errors import ConfigError, ConflictingEvent, PopstreamError, TooFarAhead
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -110,6 +124,11 @@ _PENDING: Final = Outcome.PENDING
 _DUPLICATE: Final = Outcome.DUPLICATE
 _EXPIRED: Final = Outcome.EXPIRED
 _DIGEST_SIZE: Final = rec.DIGEST_SIZE
+_CLAIM_FIELDS: Final = {
+    "a_to_z": (A_TO_Z_AT, ATOZ_OPEN, ATOZ_GRANTED),
+    "chargeback": (CHARGEBACK_AT, CHARGEBACK_OPEN, CHARGEBACK_GRANTED),
+    "item_not_received": (INR_AT, INR_OPEN, INR_GRANTED),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +161,14 @@ class MessageState(NamedTuple):
     counts: bool  # buyer message, response needed, tied to an order
     anchor_day: int  # expiry anchor: the day the engine first saw it
     digests: bytes
+    asks: bool = False  # buyer message, response needed (a question to answer)
 
 
 class Seller:
     """All state of one seller. Self-contained, so it can be snapshotted alone."""
 
-    __slots__ = ("future", "has_orders", "id", "messages", "orders", "sums", "timers")
+    __slots__ = ("future", "has_orders", "id", "messages", "orders", "replies", "sums",
+                 "timers")
 
     def __init__(self, seller_id: str, n_windows: int) -> None:
         # The one copy of the id the day indexes point at (8 bytes an entry, not
@@ -160,6 +181,8 @@ class Seller:
         self.timers: list[tuple[int, bytes]] = []  # (ship_by, order key) heap
         self.future: list[tuple[int, int, Event]] = []  # (occurred_at, seq, event) heap
         self.has_orders = False
+        # Question message id -> (earliest reply's occurred_at, expiry anchor day).
+        self.replies: dict[str, tuple[int, int]] = {}
 
 
 class _SellerSnapshot(msgspec.Struct, array_like=True):
@@ -167,12 +190,22 @@ class _SellerSnapshot(msgspec.Struct, array_like=True):
     orders: dict[bytes, bytes]
     messages: dict[str, tuple[int, str | None, bool, int, bytes]]
     future: list[bytes]
+    # v1.1, trailing with defaults: v1 snapshots and chunks still decode.
+    asking: list[str] = msgspec.field(default_factory=list)
+    replies: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
 
 
 class _Meta(msgspec.Struct, array_like=True):
     has_orders: bool
     messages: dict[str, tuple[int, str | None, bool, int, bytes]]
     future: list[bytes]
+    asking: list[str] = msgspec.field(default_factory=list)
+    replies: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+
+
+RESPONSE_KEY: Final = b"\xff"
+"""Key prefix of buyer-message records in ``Seller.orders``: never the start of a
+UTF-8 order id. They are not persisted: a restore rebuilds them from META."""
 
 
 META: Final = None
@@ -255,9 +288,12 @@ class Engine:
         self._windows = windows
         self._n_windows = len(windows)
         self._horizon = self.catalog.horizon_days
-        self._first_window = first_window_by_age(windows)
+        self._windows_of_age = windows_by_age(windows)
+        hours = self.catalog.response_hours
+        # Buyer-message records only for a catalog with a response metric.
+        self._response_us: int | None = None if hours is None else hours * 3_600_000_000
         self._plan = [
-            (m, windows.index(m.window_days), PREDICATES[m.numerator],
+            (m, windows.index(m.window), PREDICATES[m.numerator],
              PREDICATES[m.denominator])
             for m in self.catalog.metrics
         ]
@@ -269,6 +305,7 @@ class Engine:
         self._peak_sellers = 0
         self._orders_by_day = DayIndex()
         self._messages_by_day = DayIndex()
+        self._replies_by_day = DayIndex()
         self._wakeups: list[tuple[int, str]] = []
         self._seq = 0
         self.pending_orders = 0
@@ -285,6 +322,8 @@ class Engine:
             Refund: self._on_refund,
             Feedback: self._on_feedback,
             Claim: self._on_claim,
+            Delivery: self._on_delivery,
+            Return: self._on_return,
         }
 
     # --- clock ------------------------------------------------------------------
@@ -337,8 +376,17 @@ class Engine:
         sellers = self.sellers
         index = self._orders_by_day
         emptied: set[str] = set()  # sellers that lost state: maybe nothing is left
-        for i, width in enumerate(self._windows):
-            for day in index.days_in(old_day - width + 1, new_day - width):
+        for i, (width, lag) in enumerate(self._windows):
+            # Days whose age reached lag + width leave (if they were in: a jump of
+            # many days can carry a day past a lagged window it never entered);
+            # with a lag, days whose age reached lag enter (if not past it already).
+            moves = [(day, -1) for day in index.days_in(old_day - lag - width + 1,
+                                                         new_day - lag - width)
+                     if old_day - day >= lag]
+            if lag:
+                moves += [(day, 1) for day in index.days_in(old_day - lag + 1, new_day - lag)
+                          if new_day - day < lag + width]
+            for day, sign in moves:
                 for seller_id, order_id in index.entries(day):
                     seller = sellers.get(seller_id)
                     record = seller.orders.get(order_id) if seller else None
@@ -349,7 +397,7 @@ class Engine:
                         touched = self.touched
                         if touched is not None and seller_id not in touched:
                             touched[seller_id] = list(seller.sums)
-                        seller.sums[i] -= LANES[applied]
+                        seller.sums[i] += sign * LANES[applied]
         horizon = self._horizon
         for day in index.days_in(old_day - horizon + 1, new_day - horizon):
             for seller_id, order_id in index.entries(day):
@@ -363,7 +411,7 @@ class Engine:
                     self.orders_held -= 1
                     self._mark(seller_id, day)
                     emptied.add(seller_id)
-                    if not flags & HAS_ORDER:
+                    if not flags & (HAS_ORDER | RESPONSE_REC):
                         self.pending_orders -= 1
             index.drop(day)
         messages = self._messages_by_day
@@ -382,6 +430,22 @@ class Engine:
                     emptied.add(seller_id)
                 self._mark(seller_id, META)
             messages.drop(day)
+        replies = self._replies_by_day
+        for day in replies.days_in(old_day - horizon + 1, new_day - horizon):
+            for seller_id, question in replies.entries(day):
+                seller = sellers.get(seller_id)
+                reply = seller.replies.get(question) if seller else None
+                if seller is None or reply is None or reply[1] != day:
+                    continue
+                if question in seller.messages:
+                    # The question is still held (it may arrive or count later).
+                    seller.replies[question] = (reply[0], new_day)
+                    replies.add(new_day, seller_id, question)
+                else:
+                    del seller.replies[question]
+                    emptied.add(seller_id)
+                self._mark(seller_id, META)
+            replies.drop(day)
         for seller_id in emptied:
             seller = sellers.get(seller_id)
             if seller is not None:
@@ -506,7 +570,7 @@ class Engine:
         window before it left the state), its timers stale, its entries in the day
         indexes skipped until their day drops. Its META chunk becomes a tombstone
         (its day chunks became ones as their orders left)."""
-        if seller.orders or seller.messages or seller.future:
+        if seller.orders or seller.messages or seller.future or seller.replies:
             return
         seller_id = seller.id
         if self.sellers.get(seller_id) is not seller:
@@ -530,7 +594,7 @@ class Engine:
             touched = self.touched
             if touched is not None and seller.id not in touched:
                 touched[seller.id] = list(sums)
-            for i in range(self._first_window[self.today - fields[DAY]], self._n_windows):
+            for i in self._windows_of_age[self.today - fields[DAY]]:
                 sums[i] += delta
             fields[APPLIED] = mask
         seller.orders[order_id] = rec.pack(fields, digests)
@@ -538,9 +602,11 @@ class Engine:
             self._mark(seller.id, fields[DAY])
 
     def _on_order(self, seller: Seller, ev: Order, f: list[int], at: int) -> Outcome:
+        deliver_by = NO_TIME if ev.deliver_by is None else (ev.deliver_by - _EPOCH) // _US
         if f[FLAGS] & HAS_ORDER:
-            if f[DAY] == at // US_PER_DAY and f[SHIP_BY] == (ev.ship_by - _EPOCH) // _US:
-                return Outcome.DUPLICATE  # a redelivery: same purchase day and promise
+            if (f[DAY] == at // US_PER_DAY and f[SHIP_BY] == (ev.ship_by - _EPOCH) // _US
+                    and f[DELIVER_BY] == deliver_by):
+                return Outcome.DUPLICATE  # a redelivery: same purchase day and promises
             raise ConflictingEvent(
                 f"order {ev.order_id!r} of seller {ev.seller_id!r} already exists; "
                 f"event {ev.event_id!r} would redefine it (event ids must be unique, "
@@ -554,12 +620,20 @@ class Engine:
         if self.today - purchase_day >= self._horizon:
             return Outcome.EXPIRED
         f[DAY] = purchase_day
-        f[SHIP_BY] = ship_by = (ev.ship_by - _EPOCH) // _US
+        f[SHIP_BY] = (ev.ship_by - _EPOCH) // _US
+        f[DELIVER_BY] = deliver_by
         f[FLAGS] |= HAS_ORDER
-        if ship_by >= self.now and late_deadline(f) is not None:
-            heapq.heappush(seller.timers, (ship_by, ev.order_id.encode()))
-            heapq.heappush(self._wakeups, (ship_by + 1, seller.id))
+        self._set_timers(seller, ev.order_id.encode(), f)
         return _APPLIED
+
+    def _set_timers(self, seller: Seller, key: bytes, f: list[int]) -> None:
+        """A timer for each deadline still ahead after which the record's predicates
+        change by themselves (stale timers are harmless: a re-evaluation)."""
+        now = self.now
+        for deadline in deadlines(f):
+            if deadline >= now:
+                heapq.heappush(seller.timers, (deadline, key))
+                heapq.heappush(self._wakeups, (deadline + 1, seller.id))
 
     def _on_cancellation(
         self, seller: Seller, ev: Cancellation, f: list[int], at: int
@@ -572,8 +646,9 @@ class Engine:
     def _on_shipment(self, seller: Seller, ev: Shipment, f: list[int], at: int) -> Outcome:
         if at < f[FIRST_SHIP]:
             f[FIRST_SHIP] = at
-        if ev.tracking_id:
+        if ev.tracking_id and not f[FLAGS] & TRACKED_F:
             f[FLAGS] |= TRACKED_F
+            self._set_timers(seller, ev.order_id.encode(), f)  # a delivery comes due
         return _APPLIED
 
     def _on_refund(self, seller: Seller, ev: Refund, f: list[int], at: int) -> Outcome:
@@ -590,16 +665,26 @@ class Engine:
         return _APPLIED
 
     def _on_claim(self, seller: Seller, ev: Claim, f: list[int], at: int) -> Outcome:
-        at_field, flag = (
-            (A_TO_Z_AT, ATOZ_OPEN) if ev.claim_type == "a_to_z"
-            else (CHARGEBACK_AT, CHARGEBACK_OPEN)
-        )
-        if at >= f[at_field]:
+        at_field, flag, granted = _CLAIM_FIELDS[ev.claim_type]
+        if at >= f[at_field]:  # latest wins; on a tie, the later processed
             f[at_field] = at
             if ev.status in ("opened", "granted"):
                 f[FLAGS] |= flag
             else:
                 f[FLAGS] &= ~flag
+            if ev.status == "granted":
+                f[FLAGS] |= granted
+            else:
+                f[FLAGS] &= ~granted
+        return _APPLIED
+
+    def _on_delivery(self, seller: Seller, ev: Delivery, f: list[int], at: int) -> Outcome:
+        if at > f[LAST_DELIVERY]:  # the latest delivery (the last package) counts
+            f[LAST_DELIVERY] = at
+        return _APPLIED
+
+    def _on_return(self, seller: Seller, ev: Return, f: list[int], at: int) -> Outcome:
+        f[FLAGS] |= RETURNED_F
         return _APPLIED
 
     def _on_message(self, seller_id: str, seller: Seller, ev: Message, at: int) -> Outcome:
@@ -608,20 +693,30 @@ class Engine:
         digest = _blake2b(ev.event_id.encode(), digest_size=rec.DIGEST_SIZE).digest()
         if old is not None and rec.has_digest(old.digests, digest):
             return Outcome.DUPLICATE
-        counts = ev.sender == "buyer" and ev.response_needed and ev.order_id is not None
+        asks = ev.sender == "buyer" and ev.response_needed
+        counts = asks and ev.order_id is not None
         self._mark(seller_id, META)
+        if ev.sender == "seller" and ev.in_reply_to is not None:
+            self._reply(seller, ev.in_reply_to, at)  # every reply event: earliest wins
         if old is None:
             seller.messages[message_id] = MessageState(
-                at, ev.order_id, counts, self.today, digest
+                at, ev.order_id, counts, self.today, digest, asks
             )
             self._messages_by_day.add(self.today, seller_id, message_id)
         elif at >= old.occurred_at:
+            anchor = old.anchor_day
+            if asks and anchor < self.today:
+                # Outlive the question's record, whose day may now be later.
+                anchor = self.today
+                self._messages_by_day.add(anchor, seller_id, message_id)
             seller.messages[message_id] = MessageState(
-                at, ev.order_id, counts, old.anchor_day, old.digests + digest
+                at, ev.order_id, counts, anchor, old.digests + digest, asks
             )
         else:  # an older state of this message: nothing changes but the dedup set
             seller.messages[message_id] = old._replace(digests=old.digests + digest)
             return _APPLIED
+        if self._response_us is not None and (asks or (old is not None and old.asks)):
+            self._sync_response(seller, message_id)
         deltas: dict[str, int] = {}
         if old is not None and old.counts and old.order_id is not None:
             deltas[old.order_id] = -1
@@ -631,6 +726,64 @@ class Engine:
             if delta:
                 self._count_message(seller, order_id.encode(), delta, digest)
         return _APPLIED
+
+    def _reply(self, seller: Seller, question: str, at: int) -> None:
+        """A seller's reply to ``question`` at ``at``: the earliest one decides."""
+        known = seller.replies.get(question)
+        if known is not None and known[0] <= at:
+            return
+        anchor = self.today if known is None else max(known[1], self.today)
+        seller.replies[question] = (at, anchor)
+        if known is None or known[1] != anchor:
+            self._replies_by_day.add(anchor, seller.id, question)
+        if self._response_us is not None and question in seller.messages:
+            self._sync_response(seller, question)
+
+    def _sync_response(self, seller: Seller, question: str) -> None:
+        """Bring the record of a buyer message (the response metric's unit) in line
+        with the message's latest state and the earliest reply: created, moved to
+        the day of the message's latest event, updated, or removed."""
+        key = RESPONSE_KEY + question.encode()
+        record = seller.orders.get(key)
+        msg = seller.messages.get(question)
+        day = msg.occurred_at // US_PER_DAY if msg is not None else 0
+        if msg is None or not msg.asks or self.today - day >= self._horizon:
+            if record is not None:
+                self._drop_record(seller, key, record)
+            return
+        assert self._response_us is not None
+        fields = rec.new_fields(day)
+        fields[FLAGS] = RESPONSE_REC
+        fields[RESPONSE_DEADLINE] = msg.occurred_at + self._response_us
+        reply = seller.replies.get(question)
+        if reply is not None:
+            fields[FIRST_REPLY] = reply[0]
+        if record is not None:
+            _, _, old_day, _, applied = rec.SHORT.unpack_from(record)
+            if old_day == day:
+                fields[APPLIED] = applied
+            else:
+                self._drop_record(seller, key, record)
+                record = None
+        if record is None:
+            self._orders_by_day.add(day, seller.id, key)
+            self.orders_held += 1
+        self._commit(seller, key, fields, b"")
+        self._set_timers(seller, key, fields)
+
+    def _drop_record(self, seller: Seller, key: bytes, record: bytes) -> None:
+        """Take a record out of the windows it counts in, and out of the state."""
+        _, _, day, _, applied = rec.SHORT.unpack_from(record)
+        if applied:
+            touched = self.touched
+            if touched is not None and seller.id not in touched:
+                touched[seller.id] = list(seller.sums)
+            delta = LANES[applied]
+            sums = seller.sums
+            for i in self._windows_of_age[self.today - day]:
+                sums[i] -= delta
+        del seller.orders[key]
+        self.orders_held -= 1
 
     def _count_message(self, seller: Seller, order_id: bytes, delta: int,
                        digest: bytes) -> None:
@@ -740,6 +893,8 @@ class Engine:
                 if day in days:
                     grouped[day] = dict(ghosts)
             for key, record in seller.orders.items():
+                if key[:1] == RESPONSE_KEY:
+                    continue  # rebuilt from META by a restore
                 day = rec.record_day(record)[0]
                 if day in days:
                     grouped.setdefault(day, {})[key] = record
@@ -749,8 +904,10 @@ class Engine:
             out[META] = _encode_meta(
                 _Meta(
                     seller.has_orders,
-                    {k: tuple(v) for k, v in seller.messages.items()},  # type: ignore[misc]
+                    {k: tuple(v)[:5] for k, v in seller.messages.items()},  # type: ignore[misc]
                     [encode_event(e) for _, _, e in sorted(seller.future)],
+                    [k for k, v in seller.messages.items() if v.asks],
+                    dict(seller.replies),
                 )
             )
         return out
@@ -781,7 +938,8 @@ class Engine:
             raise SnapshotError(f"seller {seller_id!r}: corrupt chunk: {exc}") from None
         self.drop_seller(seller_id)
         self._restore_seller(
-            seller_id, _SellerSnapshot(meta.has_orders, orders, meta.messages, meta.future)
+            seller_id, _SellerSnapshot(meta.has_orders, orders, meta.messages, meta.future,
+                                       meta.asking, meta.replies)
         )
         if seller_id in self.sellers:
             for day in ghost_days:
@@ -812,9 +970,10 @@ class Engine:
             )
         return out
 
-    def seller_counts(self, seller_id: str, window_days: int) -> dict[str, int]:
+    def seller_counts(self, seller_id: str, window_days: int, lag_days: int = 0
+                      ) -> dict[str, int]:
         """Orders per predicate over one of the catalog's windows (defect causes)."""
-        vector = self.sellers[seller_id].sums[self._windows.index(window_days)]
+        vector = self.sellers[seller_id].sums[self._windows.index((window_days, lag_days))]
         return {name: lane(vector, bit) for name, bit in PREDICATES.items()}
 
     def metric_plan(self) -> list[tuple[str, int, int, int]]:
@@ -862,7 +1021,8 @@ class Engine:
                 self.touched.setdefault(seller_id, list(seller.sums))
             self.orders_held -= len(seller.orders)
             self.pending_orders -= sum(
-                1 for r in seller.orders.values() if not rec.record_day(r)[1] & HAS_ORDER
+                1 for r in seller.orders.values()
+                if not rec.record_day(r)[1] & (HAS_ORDER | RESPONSE_REC)
             )
 
     def snapshot(self) -> bytes:
@@ -892,17 +1052,21 @@ class Engine:
     def _seller_snapshot(self, seller: Seller) -> _SellerSnapshot:
         return _SellerSnapshot(
             has_orders=seller.has_orders,
-            orders=dict(seller.orders),
-            messages={k: tuple(v) for k, v in seller.messages.items()},  # type: ignore[misc]
+            orders={k: v for k, v in seller.orders.items() if k[:1] != RESPONSE_KEY},
+            messages={k: tuple(v)[:5] for k, v in seller.messages.items()},  # type: ignore[misc]
             future=[encode_event(e) for _, _, e in sorted(seller.future)],
+            asking=[k for k, v in seller.messages.items() if v.asks],
+            replies=dict(seller.replies),
         )
 
     def _restore_seller(self, seller_id: str, snap: _SellerSnapshot) -> None:
         seller = self._new_seller(seller_id)
         seller.has_orders = snap.has_orders
         today, horizon = self.today, self._horizon
-        first_window, n_windows = self._first_window, self._n_windows
+        windows_of_age = self._windows_of_age
+        migrate = rec.migrate
         for order_id, record in snap.orders.items():
+            record = migrate(record)
             _, _, day, flags, applied = rec.SHORT.unpack_from(record)
             if today - day >= horizon:
                 self._mark(seller_id, day)  # left the longest window while away
@@ -915,20 +1079,31 @@ class Engine:
                 continue
             if applied:
                 delta = LANES[applied]
-                for i in range(first_window[today - day], n_windows):
+                for i in windows_of_age[today - day]:
                     seller.sums[i] += delta
             fields, _ = rec.unpack(record)
-            if late_deadline(fields) is not None:
-                seller.timers.append((fields[SHIP_BY], order_id))
+            for deadline in deadlines(fields):
+                seller.timers.append((deadline, order_id))
         heapq.heapify(seller.timers)
+        asking = set(snap.asking)
         for message_id, (at, about, counts, anchor, digests) in snap.messages.items():
             if today - anchor >= horizon and not (
                 counts and about and about.encode() in seller.orders
             ):
                 continue
             anchor = max(anchor, today - horizon + 1)
-            seller.messages[message_id] = MessageState(at, about, counts, anchor, digests)
+            seller.messages[message_id] = MessageState(
+                at, about, counts, anchor, digests, message_id in asking)
             self._messages_by_day.add(anchor, seller_id, message_id)
+        for question, (at, anchor) in snap.replies.items():
+            if today - anchor >= horizon and question not in seller.messages:
+                continue
+            anchor = max(anchor, today - horizon + 1)
+            seller.replies[question] = (at, anchor)
+            self._replies_by_day.add(anchor, seller_id, question)
+        if self._response_us is not None:
+            for question in asking & seller.messages.keys():
+                self._sync_response(seller, question)
         for raw in snap.future:
             event = decode_event(raw)
             self._seq += 1

@@ -28,11 +28,18 @@ LANE_BITS: Final = 32
 LANE_MASK: Final = (1 << LANE_BITS) - 1
 N_PREDICATES: Final = len(PREDICATES)
 
-LANES: Final[tuple[int, ...]] = tuple(
-    sum(1 << (LANE_BITS * b) for b in range(N_PREDICATES) if mask >> b & 1)
-    for mask in range(1 << N_PREDICATES)
-)
-"""``LANES[mask]``: the lane vector adding one to every predicate in ``mask``."""
+class _Lanes(dict[int, int]):
+    """``LANES[mask]``: the lane vector adding one to every predicate in ``mask``,
+    computed on first use (a table of all 2**22 masks would cost ~200 MB; an
+    engine meets a few hundred)."""
+
+    def __missing__(self, mask: int) -> int:
+        vector = sum(1 << (LANE_BITS * b) for b in range(N_PREDICATES) if mask >> b & 1)
+        self[mask] = vector
+        return vector
+
+
+LANES: Final = _Lanes()
 
 
 def lane(vector: int, bit: int) -> int:
@@ -40,13 +47,12 @@ def lane(vector: int, bit: int) -> int:
     return (vector >> (LANE_BITS * (bit.bit_length() - 1))) & LANE_MASK
 
 
-def first_window_by_age(windows: tuple[int, ...]) -> tuple[int, ...]:
-    """For an order purchased ``age`` days ago, the index of the first window (of
-    ``windows``, ascending) that still covers it; ``len(windows)`` when none does.
-    Windows covering age ``a`` are exactly ``windows[first:]``."""
-    horizon = max(windows)
+def windows_by_age(windows: tuple[tuple[int, int], ...]) -> tuple[tuple[int, ...], ...]:
+    """For an order purchased ``age`` days ago (0 = today), the indexes of the
+    ``(days, lag)`` windows that cover it: ages ``lag .. lag + days - 1``."""
+    horizon = max(days + lag for days, lag in windows)
     return tuple(
-        next((i for i, w in enumerate(windows) if age < w), len(windows))
+        tuple(i for i, (days, lag) in enumerate(windows) if lag <= age < lag + days)
         for age in range(horizon)
     )
 

@@ -50,7 +50,7 @@ def test_toml_overrides_and_adds_a_metric(tmp_path: Path) -> None:
     catalog = load_catalog(path)
     late = catalog.by_name("late_shipment_rate")
     assert (late.window_days, late.target, late.numerator) == (30, 0.05, "late_shipment")
-    assert catalog.windows == (7, 14, 30, 60, 90)
+    assert catalog.windows == ((7, 0), (14, 0), (30, 0), (60, 0), (90, 0))
     engine = Engine(catalog, now=parse_timestamp("2024-06-15T00:00:00Z"))
     engine.apply_bytes(
         b'{"event_id":"1","type":"order","seller_id":"s","order_id":"o",'
