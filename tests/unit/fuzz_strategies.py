@@ -22,7 +22,9 @@ producers and real networks break them. Public, for any fuzz test of a boundary
     (one seller, one type: what a bulk producer sends as one message).
 
 ``valid_events()``, ``valid_event_docs()``
-    Valid events as bytes / as dicts, keys in varied order.
+    Valid events as bytes / as dicts, keys in varied order; ``v11=True`` draws
+    contract v1.1 events too (off by default: the engine does not apply them yet).
+    ``invalid_utf8_fields()`` always includes them (its values never decode).
 
 Families (each a ``SearchStrategy[bytes]``): ``arbitrary_bytes``,
 ``flipped_bytes``, ``truncations``, ``deep_nestings`` (1..20,000 levels, as the
@@ -65,7 +67,10 @@ TEXT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "refund": ("type", "event_id", "seller_id", "order_id", "reason"),
     "feedback": ("type", "event_id", "seller_id", "order_id"),
     "claim": ("type", "event_id", "seller_id", "order_id", "claim_type", "status"),
-    "message": ("type", "event_id", "seller_id", "message_id", "sender", "order_id"),
+    "message": ("type", "event_id", "seller_id", "message_id", "sender", "order_id",
+                "in_reply_to"),
+    "delivery": ("type", "event_id", "seller_id", "order_id"),
+    "return": ("type", "event_id", "seller_id", "order_id", "reason"),
 }
 
 _HUGE: Final = (
@@ -79,12 +84,12 @@ _NUMBER_FIELDS: Final = ("amount", "rating", "removed", "response_needed", "sell
 
 
 @st.composite
-def valid_event_docs(draw: st.DrawFn) -> dict[str, Any]:
+def valid_event_docs(draw: st.DrawFn, v11: bool = False) -> dict[str, Any]:
     """One valid event as a dict, with optional fields filled in (``marketplace``,
     ``currency``, ``reason``, ``tracking_id``...) so every string field occurs."""
     pool = draw(st.lists(timestamps(), min_size=1, max_size=3))
     orders = list(ORDERS)
-    doc = draw(event_dicts(pool, orders))
+    doc = draw(event_dicts(pool, orders, v11=v11))
     doc["event_id"] = f"e{draw(st.integers(0, 10**6))}"
     doc["seller_id"] = draw(st.sampled_from(["s1", "s2", "seller-3", "A.b_c:9"]))
     kind = doc["type"]
@@ -95,14 +100,19 @@ def valid_event_docs(draw: st.DrawFn) -> dict[str, Any]:
         doc["tracking_id"] = "1Z999"
     elif kind == "claim":
         doc.setdefault("status", "opened")
+    elif kind == "return" and doc.get("reason") is None and draw(st.booleans()):
+        doc["reason"] = "zu groß"
+    elif kind == "message" and doc["sender"] == "seller" and doc.get("in_reply_to") is None \
+            and draw(st.booleans()):
+        doc["in_reply_to"] = "m1"
     keys = list(doc)
     order = draw(st.permutations(keys))
     return {k: doc[k] for k in order}
 
 
-def valid_events() -> st.SearchStrategy[bytes]:
+def valid_events(v11: bool = False) -> st.SearchStrategy[bytes]:
     """One valid event as compact JSON bytes (UTF-8, ``ensure_ascii`` off)."""
-    return valid_event_docs().map(orjson.dumps)
+    return valid_event_docs(v11).map(orjson.dumps)
 
 
 def arbitrary_bytes() -> st.SearchStrategy[bytes]:
@@ -203,7 +213,7 @@ def odd_encodings(draw: st.DrawFn) -> bytes:
 def invalid_utf8_fields(draw: st.DrawFn) -> tuple[bytes, str, int]:
     """``(value, path, offset)``: a valid event with invalid UTF-8 inserted into one
     string field msgspec decodes as text; ``offset`` is the first bad byte's."""
-    doc = draw(valid_event_docs())
+    doc = draw(valid_event_docs(v11=True))
     candidates = [f for f in TEXT_FIELDS[doc["type"]] if isinstance(doc.get(f), str)]
     field = draw(st.sampled_from(candidates))
     data = orjson.dumps(doc)

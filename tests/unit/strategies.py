@@ -3,6 +3,12 @@
 Few sellers, few orders and messages, timestamps drawn near every edge the rules
 care about (window boundaries, UTC midnight, ``ship_by`` exactly, ``now`` exactly,
 just after ``now``), so that a few dozen events exercise most rules at once.
+
+``v11=True`` adds contract v1.1 (issue #12): deliveries, returns,
+``item_not_received`` claims, orders with ``deliver_by``, and seller replies whose
+``in_reply_to`` names a buyer message (or nothing); deliveries and replies are
+often moved onto their deadline (``deliver_by``, the question plus 24 or 48 hours)
+or a microsecond either side. Off by default, so v1 callers draw what they did.
 """
 
 from __future__ import annotations
@@ -19,6 +25,14 @@ NOW_TEXT = "2024-06-15T12:00:00Z"
 SELLERS = ("s1", "s2")
 ORDERS = ("o1", "o2", "o3", "o4", "o5")
 MESSAGES = ("m1", "m2", "m3")
+REPLIES = ("r1", "r2")
+NOWHERE = "m9"  # an in_reply_to that names no message
+
+_US = dt.timedelta(microseconds=1)
+_EDGES = (-_US, dt.timedelta(0), dt.timedelta(0), _US)
+_DELIVER_BY_DELAYS = (dt.timedelta(0), _US, dt.timedelta(days=1), dt.timedelta(days=2),
+                      dt.timedelta(days=3), dt.timedelta(days=7))
+_RESPONSE_HOURS = (24, 48)
 
 _DAY_OFFSETS = (0, 0, 0, -1, -2, -6, -7, -9, -10, -29, -30, -59, -60, -89, -90, -91)
 _TIMES = (
@@ -52,18 +66,18 @@ def event_dicts(
     pool: list[dt.datetime],
     orders: list[str],
     unique_times: bool = False,
+    v11: bool = False,
 ) -> dict[str, Any]:
     """One event as a JSON-ready dict (``event_id`` filled in later).
 
     Times come from a small per-log ``pool`` most of the time, so that "latest
     wins" ties (same order, same instant) are common.
     """
-    kind = draw(
-        st.sampled_from(
-            ["order", "order", "cancellation", "shipment", "shipment", "refund",
+    kinds = ["order", "order", "cancellation", "shipment", "shipment", "refund",
              "feedback", "feedback", "claim", "claim", "message", "message"]
-        )
-    )
+    if v11:
+        kinds += ["delivery", "delivery", "return", "message"]
+    kind = draw(st.sampled_from(kinds))
     at = draw(st.sampled_from(pool)) if draw(st.integers(0, 3)) else draw(timestamps())
     if unique_times:
         at += dt.timedelta(microseconds=draw(st.integers(1, 10**9)))
@@ -83,6 +97,15 @@ def event_dicts(
         if draw(st.booleans()):
             doc["amount"] = 12.5
             doc["currency"] = "USD"
+        if v11:
+            promise = draw(st.sampled_from(["absent", "null", "pool", "after", "after"]))
+            if promise == "null":
+                doc["deliver_by"] = None
+            elif promise == "pool":
+                doc["deliver_by"] = _fmt(draw(st.sampled_from(pool)), "Z")
+            elif promise == "after":
+                delay = draw(st.sampled_from(_DELIVER_BY_DELAYS))
+                doc["deliver_by"] = _fmt(at + delay, draw(st.sampled_from(_OFFSETS)))
     elif kind == "cancellation":
         doc["initiated_by"] = draw(st.sampled_from(["seller", "buyer"]))
     elif kind == "shipment":
@@ -96,10 +119,17 @@ def event_dicts(
         if draw(st.booleans()):
             doc["removed"] = draw(st.booleans())
     elif kind == "claim":
-        doc["claim_type"] = draw(st.sampled_from(["a_to_z", "chargeback"]))
+        claim_types = ["a_to_z", "chargeback"] + (["item_not_received"] if v11 else [])
+        doc["claim_type"] = draw(st.sampled_from(claim_types))
         status = draw(st.sampled_from(["opened", "granted", "denied", "withdrawn", None]))
         if status is not None:
             doc["status"] = status
+    elif kind == "delivery":
+        pass
+    elif kind == "return":
+        reason = draw(st.sampled_from(["damaged", None, "absent"]))
+        if reason != "absent":
+            doc["reason"] = reason
     else:
         doc["message_id"] = draw(st.sampled_from(MESSAGES))
         doc["sender"] = draw(st.sampled_from(["buyer", "buyer", "seller"]))
@@ -107,7 +137,43 @@ def event_dicts(
             doc["response_needed"] = draw(st.booleans())
         if draw(st.integers(0, 4)):
             doc["order_id"] = draw(st.sampled_from(orders))
+        if v11 and doc["sender"] == "seller":
+            doc["message_id"] = draw(st.sampled_from(MESSAGES + REPLIES))
+            target = draw(st.sampled_from([*MESSAGES, *MESSAGES, NOWHERE, None, "absent"]))
+            if target != "absent":
+                doc["in_reply_to"] = target
+        elif v11 and not draw(st.integers(0, 9)):
+            doc["in_reply_to"] = draw(st.sampled_from(MESSAGES))  # means nothing on a buyer's
     return doc
+
+
+def _parse(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+@st.composite
+def _near_deadlines(draw: st.DrawFn, docs: list[dict[str, Any]]) -> None:
+    """Move some deliveries onto their order's ``deliver_by`` and some replies onto
+    their question's deadline (24 or 48 hours), or a microsecond either side."""
+    promised: dict[tuple[str, str], str | None] = {}
+    for d in docs:  # the first order event of an order is the one logs() keeps
+        if d["type"] == "order":
+            promised.setdefault((d["seller_id"], d["order_id"]), d.get("deliver_by"))
+    asked: dict[tuple[str, str], list[str]] = {}
+    for d in docs:
+        if d["type"] == "message" and d["sender"] == "buyer":
+            asked.setdefault((d["seller_id"], d["message_id"]), []).append(d["occurred_at"])
+    for d in docs:
+        if d["type"] == "delivery" and draw(st.booleans()):
+            due = promised.get((d["seller_id"], d["order_id"]))
+            if due is not None:
+                d["occurred_at"] = _fmt(_parse(due) + draw(st.sampled_from(_EDGES)), "Z")
+        elif d["type"] == "message" and d.get("in_reply_to") and draw(st.booleans()):
+            times = asked.get((d["seller_id"], d["in_reply_to"]))
+            if d["sender"] == "seller" and times:
+                hours = dt.timedelta(hours=draw(st.sampled_from(_RESPONSE_HOURS)))
+                at = _parse(draw(st.sampled_from(times))) + hours + draw(st.sampled_from(_EDGES))
+                d["occurred_at"] = _fmt(at, draw(st.sampled_from(_OFFSETS)))
 
 
 INVALID_LINES = (
@@ -127,17 +193,23 @@ INVALID_LINES = (
 
 
 @st.composite
-def logs(draw: st.DrawFn, unique_times: bool = False, max_size: int = 40) -> list[bytes]:
+def logs(
+    draw: st.DrawFn, unique_times: bool = False, max_size: int = 40, v11: bool = False
+) -> list[bytes]:
     """A JSON Lines log in processing order: distinct events, redeliveries of some
     of them (same ``event_id``) anywhere later, and a few invalid lines.
 
     Each order gets at most one ``order`` event (redelivered maybe): a *second*,
     different one is a producer error with its own test (test_rules.py).
+    ``v11``: with contract v1.1 events too (see the module docstring); with
+    ``unique_times`` nothing is moved onto a deadline (that would make ties).
     """
     pool = draw(st.lists(timestamps(), min_size=1, max_size=6))
     orders = draw(st.lists(st.sampled_from(ORDERS), min_size=1, max_size=5, unique=True))
     size = draw(st.integers(1, max_size))
-    docs = [draw(event_dicts(pool, orders, unique_times)) for _ in range(size)]
+    docs = [draw(event_dicts(pool, orders, unique_times, v11)) for _ in range(size)]
+    if v11 and not unique_times:
+        draw(_near_deadlines(docs))
     events: list[dict[str, Any]] = []
     ordered: set[tuple[str, str]] = set()
     for i, doc in enumerate(docs):

@@ -11,15 +11,32 @@ The clock is 2024-06-15T12:00:00Z unless a test says otherwise; D is its UTC day
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.engine.catalog import default_catalog
-from streams.engine.events import decode_event, parse_timestamp
+from streams.engine.events import (
+    Claim,
+    Delivery,
+    Event,
+    Message,
+    Order,
+    Return,
+    decode_event,
+    parse_timestamp,
+    to_us,
+)
+from streams.errors import InvalidEvent
 from tests.reference import reference_report
 from tests.unit.builders import ev, order
+from tests.unit.strategies import NOW as STRATEGY_NOW
+from tests.unit.strategies import logs
 
 pytestmark = pytest.mark.unit
 
@@ -461,3 +478,45 @@ def test_response_rate_status_floors() -> None:
         c = report(lines, metric)["s1"][RESPONSE.name]
         assert (c["numerator"], c["denominator"], c["breached"], c["status"]) == (
             2, 3, True, status)
+
+
+# --- properties over random v1.1 logs -------------------------------------------------
+
+ALL_V11 = (OTDR_AMAZON, LATE_30, RETURNS, INR, NEGATIVE, TDR, CASES, CANCELS, RESPONSE)
+
+
+def _events(lines: list[bytes]) -> list[Event]:
+    out = []
+    for line in lines:
+        with contextlib.suppress(InvalidEvent):
+            out.append(decode_event(line))
+    return out
+
+
+def _v1_only(events: list[Event]) -> list[Event]:
+    """The log with everything v1.1 taken out: deliveries, returns, item-not-received
+    claims, deliver_by and in_reply_to."""
+    out: list[Event] = []
+    for e in events:
+        if isinstance(e, Delivery | Return) or (
+                isinstance(e, Claim) and e.claim_type == "item_not_received"):
+            continue
+        if isinstance(e, Order):
+            e = msgspec.structs.replace(e, deliver_by=None)
+        elif isinstance(e, Message):
+            e = msgspec.structs.replace(e, in_reply_to=None)
+        out.append(e)
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logs(v11=True), st.integers(-2 * 86_400_000_000, 2 * 86_400_000_000))
+def test_v1_metrics_do_not_see_v11_events(lines: list[bytes], shift: int) -> None:
+    """The six v1 metrics on a v1.1 log equal those on the log without its v1.1
+    content, and every new metric counts a subset of its denominator."""
+    events = _events(lines)
+    now = to_us(STRATEGY_NOW) + shift
+    assert reference_report(events, now) == reference_report(_v1_only(events), now)
+    for cells in reference_report(events, now, Cat(ALL_V11)).values():
+        for c in cells.values():
+            assert 0 <= c["numerator"] <= c["denominator"]
