@@ -122,8 +122,8 @@ def reference_report(
     A seller is reported while at least one of its orders is in reach of a window
     (purchased less than max(window_days + lag_days) days ago): one whose orders all
     expired is absent, like one with none. With ``seller_response_rate`` in the
-    catalog, also while it has a buyer message needing a response in that metric's
-    window, even with no order at all."""
+    catalog, also while it has a buyer message needing a response as recent (sent
+    less than that many days ago), even with no order at all."""
     catalog = catalog or default_catalog()
     metrics: tuple[MetricLike, ...] = tuple(catalog.metrics)
     today = now // US_PER_DAY
@@ -258,7 +258,7 @@ def reference_report(
     for m in metrics:
         if m.name == RESPONSE_RATE:
             sellers |= {seller for seller, needing in responses[m.name].items()
-                        if any(in_window(m, today, day) for day, _, _ in needing)}
+                        if any(today - day < horizon for day, _, _ in needing)}
 
     # 6. Windows: orders purchased (messages sent) on the W UTC days ending L days
     #    before today.

@@ -176,6 +176,45 @@ def _near_deadlines(draw: st.DrawFn, docs: list[dict[str, Any]]) -> None:
                 d["occurred_at"] = _fmt(at, draw(st.sampled_from(_OFFSETS)))
 
 
+@st.composite
+def _stories(draw: st.DrawFn, pool: list[dt.datetime], orders: list[str]) -> list[dict[str, Any]]:
+    """Whole v1.1 stories, so the rare rates get numerators too: an order with a
+    promise, a tracked shipment and a delivery around the promise (maybe a
+    cancellation, maybe a second package); a buyer question and a reply around its
+    48-hour deadline (maybe none, maybe to another seller's question)."""
+    out: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 3))):
+        seller, order = draw(st.sampled_from(SELLERS)), draw(st.sampled_from(orders))
+        bought = draw(st.sampled_from(pool))
+        promise = bought + draw(st.sampled_from(_DELIVER_BY_DELAYS))
+        base = {"seller_id": seller, "order_id": order}
+        out.append({**base, "type": "order", "occurred_at": _fmt(bought, "Z"),
+                    "ship_by": _fmt(bought + dt.timedelta(days=1), "Z"),
+                    "deliver_by": _fmt(promise, draw(st.sampled_from(_OFFSETS)))})
+        out.append({**base, "type": "shipment", "occurred_at": _fmt(bought, "Z"),
+                    "tracking_id": draw(st.sampled_from(["1Z", "1Z", ""]))})
+        for _ in range(draw(st.integers(0, 2))):
+            edge = draw(st.sampled_from((*_EDGES, dt.timedelta(days=-1), dt.timedelta(days=2))))
+            out.append({**base, "type": "delivery", "occurred_at": _fmt(promise + edge, "Z")})
+        if draw(st.integers(0, 4)) == 0:
+            out.append({**base, "type": "cancellation", "occurred_at": _fmt(bought, "Z"),
+                        "initiated_by": draw(st.sampled_from(["seller", "buyer"]))})
+    for n in range(draw(st.integers(0, 3))):
+        seller = draw(st.sampled_from(SELLERS))
+        question = draw(st.sampled_from(MESSAGES))
+        asked = draw(st.sampled_from(pool))
+        out.append({"type": "message", "seller_id": seller, "message_id": question,
+                    "sender": "buyer", "occurred_at": _fmt(asked, "Z"),
+                    "response_needed": draw(st.sampled_from([True, True, True, False]))})
+        if draw(st.integers(0, 3)):
+            edge = draw(st.sampled_from((*_EDGES, -dt.timedelta(hours=47))))
+            out.append({"type": "message", "seller_id": draw(st.sampled_from(
+                            [seller, seller, seller, "s2" if seller == "s1" else "s1"])),
+                        "message_id": f"q{n}", "sender": "seller", "in_reply_to": question,
+                        "occurred_at": _fmt(asked + dt.timedelta(hours=48) + edge, "Z")})
+    return out
+
+
 INVALID_LINES = (
     b"{not json",
     b"",
@@ -210,6 +249,8 @@ def logs(
     docs = [draw(event_dicts(pool, orders, unique_times, v11)) for _ in range(size)]
     if v11 and not unique_times:
         draw(_near_deadlines(docs))
+        for story_doc in draw(_stories(pool, orders)):
+            docs.insert(draw(st.integers(0, len(docs))), story_doc)
     events: list[dict[str, Any]] = []
     ordered: set[tuple[str, str]] = set()
     for i, doc in enumerate(docs):
