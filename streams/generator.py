@@ -2,27 +2,46 @@
 
 Used by ``popstream generate`` (sample logs, benchmark inputs), the simulator and
 the tests. Each seller has its own propensities; most are healthy, a configurable
-share "drifts": its defect, late-shipment and cancellation rates grow over the
-period, so some sellers cross their targets the way real ones slide toward
-suspension. All seven event types appear, including retractions (removed
-feedback, withdrawn claims, messages marked no-response-needed).
+share "drifts": its defect, late-shipment, late-delivery, return, cancellation and
+response rates worsen over the period, so some sellers cross their targets the way
+real ones slide toward suspension. All nine event types of contract v1.1 appear,
+so every metric of every profile (amazon, walmart, ebay) has orders to count:
+promised delivery dates and carrier deliveries (some late, some in two packages,
+some never), returns, item-not-received claims, buyer messages and the seller's
+replies to them (mostly within 48 h, some late, some never), and retractions
+(removed feedback, withdrawn claims, messages marked no-response-needed).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 from streams.engine.events import US_PER_DAY, format_us
 
 _US_PER_HOUR = 3_600_000_000
 
+NO_PROMISE = 0.03
+"""Orders without a ``deliver_by`` (marketplaces without a promise, v1 producers)."""
+SECOND_PACKAGE = 0.03
+"""Delivered orders whose last package arrives in a second delivery, later."""
+UNDELIVERED_INR = 0.5
+"""Chance that an order the carrier never delivers gets an item-not-received claim."""
+RETURN_REASONS = ("no longer needed", "item defective", "not as described",
+                  "wrong item sent", "arrived too late", None)
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """Per-order probabilities of one seller (at the end of the period)."""
+    """Per-order probabilities of one seller (at the end of the period).
+
+    ``reply`` is the chance a buyer message needing a response gets a seller reply
+    at all, ``late_reply`` the chance such a reply comes after 48 h; the others are
+    per order (``negative_feedback`` per feedback, ``late_delivery`` per delivered
+    order with a promise, ``undelivered`` per shipped order).
+    """
 
     late: float
     seller_cancel: float
@@ -34,10 +53,24 @@ class Profile:
     chargeback: float
     buyer_message: float
     no_tracking: float
+    # contract v1.1 (issue #12)
+    late_delivery: float = 0.0
+    undelivered: float = 0.0
+    returned: float = 0.0
+    item_not_received: float = 0.0
+    reply: float = 1.0
+    late_reply: float = 0.0
 
 
-HEALTHY = Profile(0.01, 0.004, 0.01, 0.004, 0.2, 0.02, 0.001, 0.0005, 0.01, 0.01)
-DRIFTING = Profile(0.09, 0.04, 0.01, 0.03, 0.25, 0.12, 0.01, 0.005, 0.06, 0.08)
+# Healthy sellers clear every profile's targets (on-time delivery ~96 % against
+# 90 %, returns 3 % against Walmart's 6 %, replies ~97 % on time against 95 %);
+# drifting ones end well past them.
+HEALTHY = Profile(0.01, 0.004, 0.01, 0.004, 0.2, 0.02, 0.001, 0.0005, 0.01, 0.01,
+                  late_delivery=0.025, undelivered=0.005, returned=0.03,
+                  item_not_received=0.002, reply=0.99, late_reply=0.02)
+DRIFTING = Profile(0.09, 0.04, 0.01, 0.03, 0.25, 0.12, 0.01, 0.005, 0.06, 0.08,
+                   late_delivery=0.2, undelivered=0.04, returned=0.09,
+                   item_not_received=0.02, reply=0.75, late_reply=0.25)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +96,14 @@ def mix_profiles(base: Profile, drift: Profile, weight: float) -> Profile:
     )
 
 
+_PROFILE_FIELDS = tuple(f.name for f in fields(Profile))
+
+
 def profile_fields(p: Profile) -> tuple[float, ...]:
-    return (
-        p.late,
-        p.seller_cancel,
-        p.buyer_cancel,
-        p.refund,
-        p.feedback,
-        p.negative_feedback,
-        p.a_to_z,
-        p.chargeback,
-        p.buyer_message,
-        p.no_tracking,
-    )
+    return tuple(getattr(p, name) for name in _PROFILE_FIELDS)
+
+
+Add = Callable[..., None]
 
 
 def order_events(
@@ -86,22 +114,23 @@ def order_events(
     order_id = f"{seller_id}-O{order_no:08d}"
     eid = f"{order_id}-"
     ship_by = purchase_us + rnd.choice((1, 2, 2, 3)) * US_PER_DAY
-    events: list[tuple[int, dict[str, Any]]] = [
-        (
-            purchase_us,
-            {
-                "event_id": eid + "o",
-                "type": "order",
-                "seller_id": seller_id,
-                "order_id": order_id,
-                "occurred_at": format_us(purchase_us),
-                "ship_by": format_us(ship_by),
-                "marketplace": "US",
-                "amount": round(rnd.uniform(5, 300), 2),
-                "currency": "USD",
-            },
-        )
-    ]
+    # The promise: 2-5 days after ship_by, as marketplaces quote; a few orders none.
+    deliver_by = (None if rnd.random() < NO_PROMISE
+                  else ship_by + rnd.randrange(2, 6) * US_PER_DAY)
+    order: dict[str, Any] = {
+        "event_id": eid + "o",
+        "type": "order",
+        "seller_id": seller_id,
+        "order_id": order_id,
+        "occurred_at": format_us(purchase_us),
+        "ship_by": format_us(ship_by),
+        "marketplace": "US",
+        "amount": round(rnd.uniform(5, 300), 2),
+        "currency": "USD",
+    }
+    if deliver_by is not None:
+        order["deliver_by"] = format_us(deliver_by)
+    events: list[tuple[int, dict[str, Any]]] = [(purchase_us, order)]
 
     def add(kind: str, at: int, suffix: str, **fields: Any) -> None:
         events.append(
@@ -138,41 +167,8 @@ def order_events(
         shipped = purchase_us + rnd.randrange(max(1, ship_by - purchase_us))
     tracking = None if rnd.random() < profile.no_tracking else f"1Z{rnd.randrange(10**12):012d}"
     add("shipment", shipped, "s", tracking_id=tracking)
-    delivered = shipped + rnd.randrange(US_PER_DAY, 5 * US_PER_DAY)
-    if rnd.random() < profile.buyer_message:
-        at = shipped + rnd.randrange(3 * US_PER_DAY)
-        mid = f"{order_id}-M"
-        events.append(
-            (
-                at,
-                {
-                    "event_id": eid + "m1",
-                    "type": "message",
-                    "seller_id": seller_id,
-                    "order_id": order_id,
-                    "message_id": mid,
-                    "sender": "buyer",
-                    "occurred_at": format_us(at),
-                },
-            )
-        )
-        if rnd.random() < 0.3:  # the seller marks it "No Response Needed"
-            later = at + rnd.randrange(1, _US_PER_HOUR * 4)
-            events.append(
-                (
-                    later,
-                    {
-                        "event_id": eid + "m2",
-                        "type": "message",
-                        "seller_id": seller_id,
-                        "order_id": order_id,
-                        "message_id": mid,
-                        "sender": "buyer",
-                        "response_needed": False,
-                        "occurred_at": format_us(later),
-                    },
-                )
-            )
+    delivered = _deliveries(rnd, add, shipped, deliver_by, profile)
+    _conversation(rnd, add, order_id, shipped, profile)
     if rnd.random() < profile.feedback:
         negative = rnd.random() < profile.negative_feedback
         at = delivered + rnd.randrange(US_PER_DAY * 7)
@@ -199,7 +195,74 @@ def order_events(
             amount=10.0,
             reason="item not as described",
         )
+    if rnd.random() < profile.returned:
+        add("return", delivered + rnd.randrange(US_PER_DAY, US_PER_DAY * 14), "t",
+            reason=rnd.choice(RETURN_REASONS))
     return events
+
+
+def _deliveries(rnd: random.Random, add: Add, shipped: int, deliver_by: int | None,
+                profile: Profile) -> int:
+    """The carrier's deliveries of a shipped order; the instant the buyer has it
+    (or would have had it: the anchor of later feedback, claims and refunds).
+
+    Delivered on time unless the profile says late or the shipment left too late to
+    make the promise; a few orders come in two packages (the second, later one
+    decides), a few never arrive and may get an item-not-received claim."""
+    if deliver_by is None:
+        delivered = shipped + rnd.randrange(US_PER_DAY, 5 * US_PER_DAY)
+    else:
+        room = deliver_by - shipped
+        if rnd.random() < profile.late_delivery or room < 12 * _US_PER_HOUR:
+            delivered = max(deliver_by, shipped) + rnd.randrange(1, 4 * US_PER_DAY)
+        else:  # at or before the promise (exactly at it is on time)
+            delivered = shipped + rnd.randrange(12 * _US_PER_HOUR, room + 1)
+    if rnd.random() < profile.undelivered:
+        if rnd.random() < UNDELIVERED_INR:
+            _inr_claim(rnd, add, max(delivered, deliver_by or 0))
+        return delivered
+    add("delivery", delivered, "d1")
+    if rnd.random() < SECOND_PACKAGE:
+        delivered += rnd.randrange(_US_PER_HOUR, 3 * US_PER_DAY)
+        add("delivery", delivered, "d2")
+    if rnd.random() < profile.item_not_received:  # "delivered", yet not received
+        _inr_claim(rnd, add, delivered)
+    return delivered
+
+
+def _inr_claim(rnd: random.Random, add: Add, after: int) -> None:
+    """An item-not-received claim a few days after ``after``; most are resolved
+    later (granted to the buyer, withdrawn, or denied), the rest stay open."""
+    at = after + rnd.randrange(US_PER_DAY, 7 * US_PER_DAY)
+    add("claim", at, "i1", claim_type="item_not_received", status="opened")
+    if rnd.random() < 0.6:
+        add("claim", at + rnd.randrange(_US_PER_HOUR, 7 * US_PER_DAY), "i2",
+            claim_type="item_not_received",
+            status=rnd.choices(("granted", "withdrawn", "denied"), (45, 35, 20))[0])
+
+
+def _conversation(rnd: random.Random, add: Add, order_id: str, shipped: int,
+                  profile: Profile) -> None:
+    """A buyer message about the order (some marked "No Response Needed" by the
+    seller) and the seller's reply naming it in ``in_reply_to``: most within 48 h,
+    some later, some never."""
+    if rnd.random() >= profile.buyer_message:
+        return
+    at = shipped + rnd.randrange(3 * US_PER_DAY)
+    mid = f"{order_id}-M"
+    add("message", at, "m1", message_id=mid, sender="buyer")
+    if rnd.random() < 0.3:  # the seller marks it "No Response Needed"
+        add("message", at + rnd.randrange(1, _US_PER_HOUR * 4), "m2", message_id=mid,
+            sender="buyer", response_needed=False)
+        return
+    if rnd.random() >= profile.reply:
+        return
+    if rnd.random() < profile.late_reply:
+        delay = rnd.randrange(48 * _US_PER_HOUR + 1, 6 * US_PER_DAY)
+    else:
+        delay = rnd.randrange(60_000_000, 40 * _US_PER_HOUR)
+    add("message", at + delay, "m3", message_id=f"{order_id}-R", sender="seller",
+        in_reply_to=mid)
 
 
 def generate(spec: LogSpec) -> Iterator[dict[str, Any]]:

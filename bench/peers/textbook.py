@@ -9,7 +9,12 @@ the same numbers and the benchmark compares engines, not definitions; the
 harness checks each contender's final counts against the engine's replay.
 
 The clock is fixed (``now``), as in every benchmark run, so nothing expires while
-the log is read and no timers are needed.
+the log is read and no timers are needed. Contract v1.1 events (deliveries,
+returns, item-not-received claims, ``deliver_by``) fold into the order's facts as
+the engine folds them, so an item-not-received claim is never taken for a
+chargeback, and windows lag as the catalog says (Amazon's on-time delivery). Buyer
+messages are not tracked for a response rate: the peer computes catalogs of order
+metrics (amazon, the default, and ebay), not walmart's seller_response_rate.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from streams.engine.events import (
     US_PER_DAY,
     Cancellation,
     Claim,
+    Delivery,
     Event,
     Feedback,
     Message,
     Order,
     Refund,
+    Return,
     Shipment,
     to_us,
 )
@@ -35,19 +42,28 @@ from streams.engine.rules import (
     A_TO_Z_AT,
     ANY_CANCEL,
     APPLIED,
+    ATOZ_GRANTED,
     ATOZ_OPEN,
     BUYER_MESSAGES,
     CHARGEBACK_AT,
+    CHARGEBACK_GRANTED,
     CHARGEBACK_OPEN,
     DAY,
+    DELIVER_BY,
     FB_NEGATIVE,
     FEEDBACK_AT,
     FIRST_SELLER_CANCEL,
     FIRST_SHIP,
     FLAGS,
     HAS_ORDER,
+    INR_AT,
+    INR_GRANTED,
+    INR_OPEN,
+    LAST_DELIVERY,
+    NO_TIME,
     PREDICATES,
     REFUNDED_F,
+    RETURNED_F,
     SHIP_BY,
     TRACKED_F,
     evaluate,
@@ -55,6 +71,12 @@ from streams.engine.rules import (
 
 Get = Callable[[str], Any]
 Set = Callable[[str, Any], None]
+
+_CLAIM_FIELDS = {  # claim type -> (latest-status time, open flag, granted flag)
+    "a_to_z": (A_TO_Z_AT, ATOZ_OPEN, ATOZ_GRANTED),
+    "chargeback": (CHARGEBACK_AT, CHARGEBACK_OPEN, CHARGEBACK_GRANTED),
+    "item_not_received": (INR_AT, INR_OPEN, INR_GRANTED),
+}
 
 
 class Textbook:
@@ -66,7 +88,8 @@ class Textbook:
         self.today = now // US_PER_DAY
         self.horizon = catalog.horizon_days
         self.metrics = [
-            (m.name, m.window_days, PREDICATES[m.numerator], PREDICATES[m.denominator])
+            (m.name, m.lag_days, m.lag_days + m.window_days, PREDICATES[m.numerator],
+             PREDICATES[m.denominator])
             for m in catalog.metrics
         ]
 
@@ -87,12 +110,14 @@ class Textbook:
         if isinstance(event, Order):
             day = at // US_PER_DAY
             ship_by = to_us(event.ship_by)
+            deliver_by = NO_TIME if event.deliver_by is None else to_us(event.deliver_by)
             if f[FLAGS] & HAS_ORDER:
-                same = f[DAY] == day and f[SHIP_BY] == ship_by
+                same = (f[DAY] == day and f[SHIP_BY] == ship_by
+                        and f[DELIVER_BY] == deliver_by)
                 return "duplicate" if same else "conflict"
             if self.today - day >= self.horizon:
                 return "expired"  # never counted: a pending record stays pending
-            f[DAY], f[SHIP_BY] = day, ship_by
+            f[DAY], f[SHIP_BY], f[DELIVER_BY] = day, ship_by, deliver_by
             f[FLAGS] |= HAS_ORDER
         else:
             if event.event_id in doc["ids"]:
@@ -121,12 +146,17 @@ class Textbook:
                 negative = event.rating <= 2 and not event.removed
                 f[FLAGS] = f[FLAGS] | FB_NEGATIVE if negative else f[FLAGS] & ~FB_NEGATIVE
         elif isinstance(event, Claim):
-            at_field, flag = ((A_TO_Z_AT, ATOZ_OPEN) if event.claim_type == "a_to_z"
-                              else (CHARGEBACK_AT, CHARGEBACK_OPEN))
+            at_field, flag, granted = _CLAIM_FIELDS[event.claim_type]
             if at >= f[at_field]:
                 f[at_field] = at
                 is_open = event.status in ("opened", "granted")
                 f[FLAGS] = f[FLAGS] | flag if is_open else f[FLAGS] & ~flag
+                is_granted = event.status == "granted"
+                f[FLAGS] = f[FLAGS] | granted if is_granted else f[FLAGS] & ~granted
+        elif isinstance(event, Delivery):
+            f[LAST_DELIVERY] = max(f[LAST_DELIVERY], at)
+        elif isinstance(event, Return):
+            f[FLAGS] |= RETURNED_F
 
     def _message(self, ev: Message, at: int, get: Get, put: Set) -> str:
         key = "m/" + ev.message_id
@@ -165,9 +195,9 @@ class Textbook:
             return
         counts = get("c") or {}
         old_age, age = self.today - old_day, self.today - f[DAY]
-        for name, window, num, den in self.metrics:
+        for name, lag, end, num, den in self.metrics:  # purchase ages lag .. end - 1
             pair = counts.setdefault(name, [0, 0])
-            was, now_in = old_age < window, age < window
+            was, now_in = lag <= old_age < end, lag <= age < end
             pair[0] += (now_in and bool(mask & num)) - (was and bool(old_mask & num))
             pair[1] += (now_in and bool(mask & den)) - (was and bool(old_mask & den))
         put("c", counts)
