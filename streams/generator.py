@@ -21,8 +21,6 @@ from typing import Any
 
 from streams.engine.events import US_PER_DAY, format_us
 
-_US_PER_HOUR = 3_600_000_000
-
 NO_PROMISE = 0.03
 """Orders without a ``deliver_by`` (marketplaces without a promise, v1 producers)."""
 SECOND_PACKAGE = 0.03
@@ -107,16 +105,25 @@ Add = Callable[..., None]
 
 
 def order_events(
-    rnd: random.Random, seller_id: str, order_no: int, purchase_us: int, profile: Profile
+    rnd: random.Random, seller_id: str, order_no: int, purchase_us: int, profile: Profile,
+    *, order_id: str | None = None, day: int = US_PER_DAY,
 ) -> list[tuple[int, dict[str, Any]]]:
     """All events of one order's life as ``(occurred_at_us, event)``, unsorted,
-    each with a unique ``event_id``."""
-    order_id = f"{seller_id}-O{order_no:08d}"
+    each with a unique ``event_id``; the ``order`` event first.
+
+    ``day`` is how long a day of the order's life lasts: the simulator's live phase
+    runs a life in minutes (the 48 h a buyer message has for its reply stays real
+    time, so its late replies are late only in a log of real days).
+    """
+    if day < 1440:
+        raise ValueError(f"day must be at least 1440 us, got {day}")
+    hour = day // 24
+    order_id = order_id or f"{seller_id}-O{order_no:08d}"
     eid = f"{order_id}-"
-    ship_by = purchase_us + rnd.choice((1, 2, 2, 3)) * US_PER_DAY
+    ship_by = purchase_us + rnd.choice((1, 2, 2, 3)) * day
     # The promise: 2-5 days after ship_by, as marketplaces quote; a few orders none.
     deliver_by = (None if rnd.random() < NO_PROMISE
-                  else ship_by + rnd.randrange(2, 6) * US_PER_DAY)
+                  else ship_by + rnd.randrange(2, 6) * day)
     order: dict[str, Any] = {
         "event_id": eid + "o",
         "type": "order",
@@ -151,38 +158,38 @@ def order_events(
     if r < profile.seller_cancel:
         add(
             "cancellation",
-            purchase_us + rnd.randrange(_US_PER_HOUR * 30),
+            purchase_us + rnd.randrange(hour * 30),
             "c",
             initiated_by="seller",
         )
         return events
     if r < profile.seller_cancel + profile.buyer_cancel:
         add(
-            "cancellation", purchase_us + rnd.randrange(_US_PER_HOUR * 6), "c", initiated_by="buyer"
+            "cancellation", purchase_us + rnd.randrange(hour * 6), "c", initiated_by="buyer"
         )
         return events
     if rnd.random() < profile.late:
-        shipped = ship_by + rnd.randrange(1, US_PER_DAY * 2)
+        shipped = ship_by + rnd.randrange(1, day * 2)
     else:
         shipped = purchase_us + rnd.randrange(max(1, ship_by - purchase_us))
     tracking = None if rnd.random() < profile.no_tracking else f"1Z{rnd.randrange(10**12):012d}"
     add("shipment", shipped, "s", tracking_id=tracking)
-    delivered = _deliveries(rnd, add, shipped, deliver_by, profile)
-    _conversation(rnd, add, order_id, shipped, profile)
+    delivered = _deliveries(rnd, add, shipped, deliver_by, profile, day)
+    _conversation(rnd, add, order_id, shipped, profile, day)
     if rnd.random() < profile.feedback:
         negative = rnd.random() < profile.negative_feedback
-        at = delivered + rnd.randrange(US_PER_DAY * 7)
+        at = delivered + rnd.randrange(day * 7)
         add("feedback", at, "f1", rating=rnd.choice((1, 2)) if negative else rnd.choice((4, 5, 5)))
         if negative and rnd.random() < 0.2:
-            add("feedback", at + rnd.randrange(1, US_PER_DAY * 3), "f2", rating=1, removed=True)
+            add("feedback", at + rnd.randrange(1, day * 3), "f2", rating=1, removed=True)
     for claim_type, p in (("a_to_z", profile.a_to_z), ("chargeback", profile.chargeback)):
         if rnd.random() < p:
-            at = delivered + rnd.randrange(US_PER_DAY * 10)
+            at = delivered + rnd.randrange(day * 10)
             add("claim", at, claim_type[0] + "1", claim_type=claim_type, status="opened")
             if rnd.random() < 0.3:
                 add(
                     "claim",
-                    at + rnd.randrange(1, US_PER_DAY * 5),
+                    at + rnd.randrange(1, day * 5),
                     claim_type[0] + "2",
                     claim_type=claim_type,
                     status=rnd.choice(("withdrawn", "denied", "granted")),
@@ -190,77 +197,80 @@ def order_events(
     if rnd.random() < profile.refund:
         add(
             "refund",
-            delivered + rnd.randrange(US_PER_DAY * 5),
+            delivered + rnd.randrange(day * 5),
             "r",
             amount=10.0,
             reason="item not as described",
         )
     if rnd.random() < profile.returned:
-        add("return", delivered + rnd.randrange(US_PER_DAY, US_PER_DAY * 14), "t",
+        add("return", delivered + rnd.randrange(day, day * 14), "t",
             reason=rnd.choice(RETURN_REASONS))
     return events
 
 
 def _deliveries(rnd: random.Random, add: Add, shipped: int, deliver_by: int | None,
-                profile: Profile) -> int:
+                profile: Profile, day: int) -> int:
     """The carrier's deliveries of a shipped order; the instant the buyer has it
     (or would have had it: the anchor of later feedback, claims and refunds).
 
     Delivered on time unless the profile says late or the shipment left too late to
     make the promise; a few orders come in two packages (the second, later one
     decides), a few never arrive and may get an item-not-received claim."""
+    hour = day // 24
     if deliver_by is None:
-        delivered = shipped + rnd.randrange(US_PER_DAY, 5 * US_PER_DAY)
+        delivered = shipped + rnd.randrange(day, 5 * day)
     else:
         room = deliver_by - shipped
-        if rnd.random() < profile.late_delivery or room < 12 * _US_PER_HOUR:
-            delivered = max(deliver_by, shipped) + rnd.randrange(1, 4 * US_PER_DAY)
+        if rnd.random() < profile.late_delivery or room < 12 * hour:
+            delivered = max(deliver_by, shipped) + rnd.randrange(1, 4 * day)
         else:  # at or before the promise (exactly at it is on time)
-            delivered = shipped + rnd.randrange(12 * _US_PER_HOUR, room + 1)
+            delivered = shipped + rnd.randrange(12 * hour, room + 1)
     if rnd.random() < profile.undelivered:
         if rnd.random() < UNDELIVERED_INR:
-            _inr_claim(rnd, add, max(delivered, deliver_by or 0))
+            _inr_claim(rnd, add, max(delivered, deliver_by or 0), day)
         return delivered
     add("delivery", delivered, "d1")
     if rnd.random() < SECOND_PACKAGE:
-        delivered += rnd.randrange(_US_PER_HOUR, 3 * US_PER_DAY)
+        delivered += rnd.randrange(hour, 3 * day)
         add("delivery", delivered, "d2")
     if rnd.random() < profile.item_not_received:  # "delivered", yet not received
-        _inr_claim(rnd, add, delivered)
+        _inr_claim(rnd, add, delivered, day)
     return delivered
 
 
-def _inr_claim(rnd: random.Random, add: Add, after: int) -> None:
+def _inr_claim(rnd: random.Random, add: Add, after: int, day: int) -> None:
     """An item-not-received claim a few days after ``after``; most are resolved
     later (granted to the buyer, withdrawn, or denied), the rest stay open."""
-    at = after + rnd.randrange(US_PER_DAY, 7 * US_PER_DAY)
+    hour = day // 24
+    at = after + rnd.randrange(day, 7 * day)
     add("claim", at, "i1", claim_type="item_not_received", status="opened")
     if rnd.random() < 0.6:
-        add("claim", at + rnd.randrange(_US_PER_HOUR, 7 * US_PER_DAY), "i2",
+        add("claim", at + rnd.randrange(hour, 7 * day), "i2",
             claim_type="item_not_received",
             status=rnd.choices(("granted", "withdrawn", "denied"), (45, 35, 20))[0])
 
 
 def _conversation(rnd: random.Random, add: Add, order_id: str, shipped: int,
-                  profile: Profile) -> None:
+                  profile: Profile, day: int) -> None:
     """A buyer message about the order (some marked "No Response Needed" by the
     seller) and the seller's reply naming it in ``in_reply_to``: most within 48 h,
     some later, some never."""
+    hour = day // 24
     if rnd.random() >= profile.buyer_message:
         return
-    at = shipped + rnd.randrange(3 * US_PER_DAY)
+    at = shipped + rnd.randrange(3 * day)
     mid = f"{order_id}-M"
     add("message", at, "m1", message_id=mid, sender="buyer")
     if rnd.random() < 0.3:  # the seller marks it "No Response Needed"
-        add("message", at + rnd.randrange(1, _US_PER_HOUR * 4), "m2", message_id=mid,
+        add("message", at + rnd.randrange(1, hour * 4), "m2", message_id=mid,
             sender="buyer", response_needed=False)
         return
     if rnd.random() >= profile.reply:
         return
     if rnd.random() < profile.late_reply:
-        delay = rnd.randrange(48 * _US_PER_HOUR + 1, 6 * US_PER_DAY)
+        delay = rnd.randrange(48 * hour + 1, 6 * day)
     else:
-        delay = rnd.randrange(60_000_000, 40 * _US_PER_HOUR)
+        delay = rnd.randrange(day // 1440, 40 * hour)
     add("message", at + delay, "m3", message_id=f"{order_id}-R", sender="seller",
         in_reply_to=mid)
 

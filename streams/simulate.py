@@ -3,12 +3,18 @@
 Two phases. *Backfill*: the last ``history_days`` of a generated marketplace
 (:mod:`streams.generator`) are published as fast as the broker takes them, so the
 metrics mean something from the first second. *Live*: at ``rate`` events/s, new
-orders are placed now with a short ``ship_by`` (minutes, so late shipments show up
-during a demo), shipped on time or late, and recent orders receive feedback,
-claims, refunds, cancellations and buyer messages. A share of sellers *drifts*:
-their late, cancellation and defect probabilities grow from healthy to bad over
-``drift_minutes``, so they cross their targets while you watch. Follow-up events
-that the backfill placed in the future are sent when their time comes.
+orders are placed now, each with the whole life the generator gives an order —
+shipment (on time or late), carrier deliveries against the promised ``deliver_by``,
+cancellations, feedback, claims (item-not-received too), refunds, returns, buyer
+messages and the seller's replies — on a fast clock: a day of an order's life
+lasts ``ship_window_minutes / 2`` (so ``ship_by`` is about ``ship_window_minutes``
+away and late shipments and deliveries show up during a demo). Each event is sent
+when its time comes. The 48 h a buyer message has for its reply stays real time:
+live replies all come within it, and an unanswered message comes due 48 h later
+(the backfill carries late replies). A share of sellers *drifts*: their late,
+cancellation, defect, return and response propensities move from healthy to bad
+over ``drift_minutes``, so they cross their targets while you watch. Follow-up
+events that the backfill placed in the future are sent when their time comes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.engine.events import US_PER_DAY, format_us, parse_timestamp
+from streams.engine.events import US_PER_DAY, parse_timestamp
 from streams.generator import (
     DRIFTING,
     HEALTHY,
@@ -29,6 +35,7 @@ from streams.generator import (
     Profile,
     generate,
     mix_profiles,
+    order_events,
     seller_ids,
 )
 from streams.runtime.producer import EventProducer
@@ -61,7 +68,8 @@ def _now_us() -> int:
 
 
 class _Live:
-    """State of the live phase: open orders, recent orders, per-seller drift."""
+    """State of the live phase: the events of live orders not yet due (a heap by
+    time), per-seller drift."""
 
     def __init__(self, spec: SimulationSpec, start_us: int) -> None:
         self.spec = spec
@@ -70,9 +78,10 @@ class _Live:
         self.drifting = set(self.rnd.sample(self.sellers,
                                             round(spec.sellers * spec.drifting_share)))
         self.start_us = start_us
-        self.open: list[tuple[int, str, str]] = []  # heap of (ship_at, seller, order)
-        self.recent: list[tuple[str, str]] = []
+        self.day = max(1440, int(spec.ship_window_minutes * 60 * _US_PER_S / 2))
+        self.scheduled: list[tuple[int, int, dict[str, Any]]] = []  # (at, seq, event)
         self.n = 0
+        self.seq = 0
 
     def profile(self, seller: str, now: int) -> Profile:
         if seller not in self.drifting:
@@ -81,52 +90,20 @@ class _Live:
         return mix_profiles(HEALTHY, DRIFTING, weight)
 
     def next_event(self, now: int) -> dict[str, Any]:
-        rnd = self.rnd
+        """The earliest scheduled event if due, else a new order placed ``now``
+        (its later events scheduled)."""
+        if self.scheduled and self.scheduled[0][0] <= now:
+            return heapq.heappop(self.scheduled)[2]
         self.n += 1
-        eid = f"live-{self.spec.seed}-{self.n}"
-        if self.open and self.open[0][0] <= now:
-            _, seller, order = heapq.heappop(self.open)
-            tracking = None if rnd.random() < self.profile(seller, now).no_tracking else (
-                f"1Z{rnd.randrange(10**12):012d}")
-            self.recent.append((seller, order))
-            return {"event_id": eid, "type": "shipment", "seller_id": seller,
-                    "order_id": order, "occurred_at": format_us(now), "tracking_id": tracking}
-        if self.recent and rnd.random() < 0.35:
-            seller, order = self.recent[rnd.randrange(len(self.recent))]
-            return self._follow_up(eid, seller, order, now)
-        seller = self.sellers[rnd.randrange(len(self.sellers))]
-        order = f"{seller}-L{self.spec.seed}-{self.n:09d}"
-        window = self.spec.ship_window_minutes * 60 * _US_PER_S
-        ship_by = now + int(window)
-        p = self.profile(seller, now)
-        if rnd.random() < p.seller_cancel:
-            self.recent.append((seller, order))
-        else:
-            late = rnd.random() < p.late
-            ship_at = ship_by + int(rnd.uniform(1, 2) * window) if late else (
-                now + int(rnd.uniform(0.1, 0.9) * window))
-            heapq.heappush(self.open, (ship_at, seller, order))
-        return {"event_id": eid, "type": "order", "seller_id": seller, "order_id": order,
-                "occurred_at": format_us(now), "ship_by": format_us(ship_by),
-                "marketplace": "US", "amount": round(rnd.uniform(5, 300), 2), "currency": "USD"}
-
-    def _follow_up(self, eid: str, seller: str, order: str, now: int) -> dict[str, Any]:
-        rnd = self.rnd
-        p = self.profile(seller, now)
-        base = {"event_id": eid, "seller_id": seller, "order_id": order,
-                "occurred_at": format_us(now)}
-        scale = 12.0  # follow-ups only reach recent orders: raise their odds
-        r = rnd.random()
-        if r < p.negative_feedback * scale * 0.3:
-            return {**base, "type": "feedback", "rating": rnd.choice((1, 2))}
-        if r < p.refund * scale:
-            return {**base, "type": "refund", "amount": 10.0, "reason": "not as described"}
-        if r < p.refund * scale + p.buyer_message * scale * 0.3:
-            return {**base, "type": "message", "message_id": f"{order}-M",
-                    "sender": "buyer"}
-        if r < p.refund * scale + p.buyer_message * scale * 0.3 + p.a_to_z * scale:
-            return {**base, "type": "claim", "claim_type": "a_to_z", "status": "opened"}
-        return {**base, "type": "feedback", "rating": rnd.choice((4, 5, 5))}
+        seller = self.sellers[self.rnd.randrange(len(self.sellers))]
+        order_id = f"{seller}-L{self.spec.seed}-{self.n:09d}"
+        (_, order), *later = order_events(self.rnd, seller, self.n, now,
+                                          self.profile(seller, now), order_id=order_id,
+                                          day=self.day)
+        for at, event in later:
+            self.seq += 1
+            heapq.heappush(self.scheduled, (at, self.seq, event))
+        return order
 
 
 async def simulate(
