@@ -4,7 +4,7 @@
     python -m bench.compare --events 20000 --runs 1 --quick   # a smoke run
 
 One embedded Kafka broker, one generated log (engine benchmark's: 1,000,000 events,
-10,000 sellers, all seven types, realistic defect rates, a few invalid lines) produced
+10,000 sellers, all nine types, realistic defect rates, a few invalid lines) produced
 twice: one event per message, and bulk (JSON arrays of up to ``--bulk`` events, per
 partition). Each contender is a fresh process with a fresh consumer group that reads
 the whole log; its events/s is taken between its own first and last event (start-up

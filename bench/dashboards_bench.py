@@ -92,7 +92,7 @@ TIME_INTERVAL_S: Final = 15
 SCREEN_PX: Final = 1920  # a panel's maxDataPoints is its width in pixels
 JOB: Final = "popstream"
 EVENT_TYPES: Final = ("order", "shipment", "cancellation", "refund", "feedback", "claim",
-                      "message")
+                      "message", "delivery", "return")  # contract v1.1's nine
 PARTITIONS: Final = 12
 # Imperfect-order causes per unit of a seller's latent badness (per order).
 CAUSE_RATES: Final = {"negative_feedback": 0.006, "a_to_z_claim": 0.0025,

@@ -3,8 +3,11 @@ and bytes of state per tracked order, on a generated log.
 
     python -m bench.engine_bench --events 1000000
 
-The log is generated once and cached under ``.cache/bench/``; lines are read into
-memory before timing so that disk I/O is not measured. Throughput is the median of
+The log (contract v1.1: all nine event types, deliveries and seller replies
+included) is generated once and cached under ``.cache/bench/``; lines are read into
+memory before timing so that disk I/O is not measured. ``--catalog`` picks the
+metrics (a profile: amazon, walmart, ebay; default: the default catalog); walmart's
+response rate makes the engine keep a record per buyer message too. Throughput is the median of
 ``--runs`` runs, each on a fresh engine. State size is measured with tracemalloc on
 a separate pass (tracemalloc slows the code it watches), as the Python heap the
 engine holds after the log divided by the orders it tracks; the snapshot size per
@@ -26,19 +29,21 @@ from pathlib import Path
 
 import orjson
 
+from streams.engine.catalog import PROFILES, Catalog, default_catalog
 from streams.engine.engine import Engine
 from streams.engine.events import US_PER_DAY, parse_timestamp
 from streams.errors import InvalidEvent
 from streams.generator import LogSpec, generate
 
 AS_OF = "2024-06-15T00:00:00Z"
-EVENTS_PER_ORDER = 2.22  # measured on the generator's default profiles
+EVENTS_PER_ORDER = 3.28  # measured on the generator's default profiles (2.22 before v1.1)
+LOG_VERSION = "v11"  # in the cached log's name: a log of contract v1 is made again
 
 
 def log_path(events: int, sellers: int) -> Path:
     cache = Path(os.environ.get("POPSTREAM_CACHE_DIR", ".cache")) / "bench"
     cache.mkdir(parents=True, exist_ok=True)
-    return cache / f"events-{events}-{sellers}.jsonl"
+    return cache / f"events-{LOG_VERSION}-{events}-{sellers}.jsonl"
 
 
 def ensure_log(events: int, sellers: int, days: int) -> Path:
@@ -67,10 +72,19 @@ def ensure_log(events: int, sellers: int, days: int) -> Path:
     return path
 
 
-def run_once(lines: list[bytes], now: int) -> tuple[float, Engine, int]:
+def event_types(lines: list[bytes]) -> dict[str, int]:
+    """Events per type in the log, most frequent first (the mix being measured)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        kind = orjson.loads(line).get("type")
+        counts[str(kind)] = counts.get(str(kind), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def run_once(lines: list[bytes], now: int, catalog: Catalog) -> tuple[float, Engine, int]:
     # A fixed clock, as in `popstream replay`: events after as-of are counted, not
     # kept (a live worker's clock is "now", so it holds next to nothing either).
-    engine = Engine(now=now, fixed_clock=True)
+    engine = Engine(now=now, fixed_clock=True, catalog=catalog)
     apply_bytes = engine.apply_bytes
     rejected = 0
     gc.collect()
@@ -89,19 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sellers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=95)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--catalog", choices=sorted(PROFILES), default=None,
+                        help="a profile (default: the default catalog)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
+    catalog = default_catalog() if args.catalog is None else Catalog(PROFILES[args.catalog])
 
     path = ensure_log(args.events, args.sellers, args.days)
     lines = path.read_bytes().splitlines()
     now = parse_timestamp(AS_OF)
+    by_type = event_types(lines)
     print(f"engine bench: {len(lines):,} events, {args.sellers:,} sellers, "
-          f"{args.days} days, as of {AS_OF}", file=sys.stderr)
+          f"{args.days} days, as of {AS_OF}, metrics "
+          f"{', '.join(m.name for m in catalog.metrics)}\n"
+          f"  events by type: {', '.join(f'{t} {n:,}' for t, n in by_type.items())}",
+          file=sys.stderr)
 
     timings = []
     engine: Engine | None = None
     for run in range(args.runs):
-        seconds, engine, rejected = run_once(lines, now)
+        seconds, engine, rejected = run_once(lines, now, catalog)
         timings.append(seconds)
         print(f"  run {run + 1}: {len(lines) / seconds:,.0f} events/s "
               f"({seconds:.2f} s, {rejected} rejected)", file=sys.stderr)
@@ -112,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    _, engine, _ = run_once(lines, now)
+    _, engine, _ = run_once(lines, now, catalog)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
@@ -128,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "sellers": args.sellers,
         "days": args.days,
         "runs": args.runs,
+        "catalog": args.catalog or "default",
+        "metrics": [m.name for m in catalog.metrics],
+        "events_by_type": by_type,
         "events_per_second_median": round(len(lines) / median),
         "events_per_second_runs": [round(len(lines) / t) for t in timings],
         "tracked_orders": orders,

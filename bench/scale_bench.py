@@ -9,13 +9,15 @@ Zipf-Mandelbrot law over the seller's rank, ``orders ~ 1 / (rank + q) ** s``
 marketplace), every seller with at least one order — ``--orders`` orders in all,
 purchased uniformly over ``--days`` days before the fixed clock. Each order has
 the life the generator gives it (:mod:`streams.generator`'s healthy and drifting
-profiles, 10 % of sellers drifting): a shipment (late for some, without
-tracking for some), cancellations, feedback, claims, refunds and buyer messages,
-~2.2 events an order. Events are written as bulk JSON arrays of one type
-(``--bulk`` events), keyless, sent to the partition that owns their sellers
-(:func:`streams.runtime.topics.owner_partition`) — what a bulk producer does and
-what the worker accepts. Generated once (two processes) and cached under
-``.cache/bench/``.
+profiles, 10 % of sellers drifting), contract v1.1: a shipment (late for some,
+without tracking for some), carrier deliveries against ``deliver_by``,
+cancellations, feedback, claims (item-not-received too), refunds, returns, buyer
+messages and seller replies, ~3.3 events an order (~2.2 before v1.1: results
+from earlier runs are not comparable event for event). Events are written as
+bulk JSON arrays of one type (``--bulk`` events), keyless, sent to the partition
+that owns their sellers (:func:`streams.runtime.topics.owner_partition`) — what a
+bulk producer does and what the worker accepts. Generated once (two processes) and
+cached under ``.cache/bench/``.
 
 Then, against one worker (``popstream worker``, fixed ``--as-of`` clock, the
 memory:// store, static membership) on an embedded broker:
@@ -81,12 +83,22 @@ import orjson
 
 from bench import profiles
 from streams.engine.events import US_PER_DAY, EventType, parse_timestamp
-from streams.generator import DRIFTING, HEALTHY, Profile, mix_profiles
+from streams.generator import (
+    DRIFTING,
+    HEALTHY,
+    NO_PROMISE,
+    RETURN_REASONS,
+    SECOND_PACKAGE,
+    UNDELIVERED_INR,
+    Profile,
+    mix_profiles,
+)
 from streams.runtime.topics import TopicNames, owner_partition
 
 AS_OF: Final = "2024-06-15T00:00:00Z"
 TYPES: Final[tuple[EventType, ...]] = ("order", "cancellation", "shipment", "refund",
-                                       "feedback", "claim", "message")
+                                       "feedback", "claim", "message", "delivery", "return")
+LOG_VERSION: Final = "v11"  # in the cache key: a log of contract v1 is made again
 _HEADER: Final = struct.Struct("<BHI")  # type index, partition, value length
 GOALS: Final = {
     "scrape_seconds": 1.0, "scrape_bytes": 50_000_000, "idle_cpu_percent": 5.0,
@@ -152,7 +164,8 @@ class Plan:
 
     @property
     def key(self) -> str:
-        return (f"scale-{self.sellers}-{self.orders}-{self.days}-s{self.s}-q{self.q}"
+        return (f"scale-{LOG_VERSION}-{self.sellers}-{self.orders}-{self.days}-s{self.s}"
+                f"-q{self.q}"
                 f"-p{self.partitions}-b{self.bulk}-{self.seed}")
 
 
@@ -181,7 +194,8 @@ class _Clock:
 def _order_life(rnd: random.Random, clock: _Clock, sid: str, oid: str, at: int,
                 p: Profile, emit: Callable[[int, bytes], None]) -> None:
     """One order's events, as :func:`streams.generator.order_events` makes them
-    (same probabilities, whole seconds, no dict per event: ~6x faster)."""
+    (same probabilities and contract v1.1 events, whole seconds, no dict per event:
+    ~6x faster; the draws differ, so the same seed gives another log)."""
     random_ = rnd.random
 
     def randrange(a: int, b: int | None = None) -> int:  # random.randrange's cost / 4
@@ -189,9 +203,11 @@ def _order_life(rnd: random.Random, clock: _Clock, sid: str, oid: str, at: int,
 
     day, hour = 86400, 3600
     ship_by = at + (1, 2, 2, 3)[randrange(4)] * day
+    deliver_by = None if random_() < NO_PROMISE else ship_by + randrange(2, 6) * day
+    promise = "" if deliver_by is None else f',"deliver_by":"{clock(deliver_by)}"'
     head = f'"seller_id":"{sid}","order_id":"{oid}"'
     emit(0, (f'{{"event_id":"{oid}-o","type":"order",{head},"occurred_at":"{clock(at)}",'
-             f'"ship_by":"{clock(ship_by)}","marketplace":"US",'
+             f'"ship_by":"{clock(ship_by)}"{promise},"marketplace":"US",'
              f'"amount":{randrange(500, 30000) / 100},"currency":"USD"}}').encode())
     r = random_()
     if r < p.seller_cancel + p.buyer_cancel:
@@ -206,7 +222,37 @@ def _order_life(rnd: random.Random, clock: _Clock, sid: str, oid: str, at: int,
     tracking = "null" if random_() < p.no_tracking else f'"1Z{randrange(10**12):012d}"'
     emit(2, (f'{{"event_id":"{oid}-s","type":"shipment",{head},"occurred_at":'
              f'"{clock(shipped)}","tracking_id":{tracking}}}').encode())
-    delivered = shipped + randrange(day, 5 * day)
+
+    def inr_claim(after: int) -> None:
+        when = after + randrange(day, 7 * day)
+        emit(5, (f'{{"event_id":"{oid}-i1","type":"claim",{head},"occurred_at":'
+                 f'"{clock(when)}","claim_type":"item_not_received","status":"opened"}}'
+                 ).encode())
+        if random_() < 0.6:
+            r = random_()
+            status = "granted" if r < 0.45 else "withdrawn" if r < 0.8 else "denied"
+            emit(5, (f'{{"event_id":"{oid}-i2","type":"claim",{head},"occurred_at":'
+                     f'"{clock(when + randrange(hour, 7 * day))}",'
+                     f'"claim_type":"item_not_received","status":"{status}"}}').encode())
+
+    if deliver_by is None:
+        delivered = shipped + randrange(day, 5 * day)
+    elif random_() < p.late_delivery or deliver_by - shipped < 12 * hour:
+        delivered = max(deliver_by, shipped) + randrange(1, 4 * day)
+    else:
+        delivered = shipped + randrange(12 * hour, deliver_by - shipped + 1)
+    if random_() < p.undelivered:
+        if random_() < UNDELIVERED_INR:
+            inr_claim(max(delivered, deliver_by or 0))
+    else:
+        emit(7, (f'{{"event_id":"{oid}-d1","type":"delivery",{head},"occurred_at":'
+                 f'"{clock(delivered)}"}}').encode())
+        if random_() < SECOND_PACKAGE:
+            delivered += randrange(hour, 3 * day)
+            emit(7, (f'{{"event_id":"{oid}-d2","type":"delivery",{head},"occurred_at":'
+                     f'"{clock(delivered)}"}}').encode())
+        if random_() < p.item_not_received:
+            inr_claim(delivered)
     if random_() < p.buyer_message:
         when = shipped + randrange(3 * day)
         emit(6, (f'{{"event_id":"{oid}-m1","type":"message",{head},"message_id":"{oid}-M",'
@@ -215,6 +261,12 @@ def _order_life(rnd: random.Random, clock: _Clock, sid: str, oid: str, at: int,
             emit(6, (f'{{"event_id":"{oid}-m2","type":"message",{head},'
                      f'"message_id":"{oid}-M","sender":"buyer","response_needed":false,'
                      f'"occurred_at":"{clock(when + randrange(1, 4 * hour))}"}}').encode())
+        elif random_() < p.reply:  # the seller's reply, mostly within 48 h
+            delay = (randrange(48 * hour + 1, 6 * day) if random_() < p.late_reply
+                     else randrange(60, 40 * hour))
+            emit(6, (f'{{"event_id":"{oid}-m3","type":"message",{head},'
+                     f'"message_id":"{oid}-R","sender":"seller","in_reply_to":"{oid}-M",'
+                     f'"occurred_at":"{clock(when + delay)}"}}').encode())
     if random_() < p.feedback:
         negative = random_() < p.negative_feedback
         when = delivered + randrange(7 * day)
@@ -230,10 +282,20 @@ def _order_life(rnd: random.Random, clock: _Clock, sid: str, oid: str, at: int,
             when = delivered + randrange(10 * day)
             emit(5, (f'{{"event_id":"{oid}-{claim[0]}1","type":"claim",{head},"occurred_at":'
                      f'"{clock(when)}","claim_type":"{claim}","status":"opened"}}').encode())
+            if random_() < 0.3:
+                status = ("withdrawn", "denied", "granted")[randrange(3)]
+                emit(5, (f'{{"event_id":"{oid}-{claim[0]}2","type":"claim",{head},'
+                         f'"occurred_at":"{clock(when + randrange(1, 5 * day))}",'
+                         f'"claim_type":"{claim}","status":"{status}"}}').encode())
     if random_() < p.refund:
         emit(3, (f'{{"event_id":"{oid}-r","type":"refund",{head},"occurred_at":'
                  f'"{clock(delivered + randrange(5 * day))}","amount":10.0,'
                  f'"reason":"item not as described"}}').encode())
+    if random_() < p.returned:
+        reason = RETURN_REASONS[randrange(len(RETURN_REASONS))]
+        emit(8, (f'{{"event_id":"{oid}-t","type":"return",{head},"occurred_at":'
+                 f'"{clock(delivered + randrange(day, 14 * day))}","reason":'
+                 f'{orjson.dumps(reason).decode()}}}').encode())
 
 
 def _write_partition(job: tuple[Plan, int, list[tuple[int, str, int]], Path]) -> dict[str, int]:
