@@ -28,8 +28,9 @@ $(BENCH_STAMP): $(STAMP)
 	@$(PY) -m pip install -q -e '.[test,dev,bench]'
 	@touch $(BENCH_STAMP)
 
+# make demo CATALOG=walmart: another marketplace's standards (amazon, walmart, ebay, a TOML)
 demo: $(STAMP)
-	@$(VENV)/bin/popstream demo
+	@$(VENV)/bin/popstream demo $(if $(CATALOG),--catalog $(CATALOG))
 
 replay-demo: $(STAMP)
 	@$(VENV)/bin/popstream replay samples/events.jsonl --as-of $(AS_OF) --top 5

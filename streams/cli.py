@@ -22,7 +22,7 @@ from typing import IO, Any, Final
 import orjson
 
 from streams import __version__
-from streams.engine.catalog import Catalog, default_catalog, load_catalog
+from streams.engine.catalog import Catalog, resolve_catalog
 from streams.engine.engine import MetricValue
 from streams.engine.events import US_PER_DAY, parse_timestamp
 from streams.errors import BrokerUnavailable, ConfigError, InvalidEvent
@@ -43,11 +43,8 @@ def _timestamp(text: str) -> int:
         raise argparse.ArgumentTypeError(exc.reason) from None
 
 
-def _catalog(path: Path | None) -> Catalog:
-    if path is None:
-        env = os.environ.get("POPSTREAM_CATALOG")
-        path = Path(env) if env else None
-    return load_catalog(path) if path else default_catalog()
+def _catalog(spec: str | None) -> Catalog:
+    return resolve_catalog(spec if spec is not None else os.environ.get("POPSTREAM_CATALOG"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write each invalid line as a JSON object to FILE")
     rp.add_argument("--strict", action="store_true",
                     help="stop at the first invalid line (exit code 3)")
-    rp.add_argument("--catalog", type=Path, metavar="TOML",
-                    help="metric catalog overrides (default: built-in; env POPSTREAM_CATALOG)")
+    rp.add_argument("--catalog", metavar="NAME|TOML",
+                    help="a profile (amazon, walmart, ebay; default amazon) or a catalog TOML file "
+                         "(env POPSTREAM_CATALOG)")
     rp.add_argument("--top", type=int, default=10, metavar="N",
                     help="sellers per metric in the table format (default 10)")
     rp.add_argument("--quiet", action="store_true",
@@ -144,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("--web-port", type=int, help="port of /metrics and /api (default 6066)")
     wp.add_argument("--store", help="memory:// or rocksdb:// (default memory://)")
     wp.add_argument("--data-dir", type=Path, help="worker data directory")
-    wp.add_argument("--catalog", type=Path, metavar="TOML", help="metric catalog overrides")
+    wp.add_argument("--catalog", metavar="NAME|TOML",
+                    help="a profile (amazon, walmart, ebay) or a catalog TOML file")
     wp.add_argument("--loglevel", default="warning",
                     choices=("debug", "info", "warning", "error"))
 
@@ -172,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "metric live. Ctrl-C stops everything it started.",
     )
     dp.add_argument("--sellers", type=int, default=40)
+    dp.add_argument("--catalog", metavar="NAME|TOML",
+                    help="a profile (amazon, walmart, ebay; default amazon) or a catalog TOML "
+                    "file: the standards the demo computes and shows")
     dp.add_argument("--rate", type=float, default=300.0)
     dp.add_argument("--duration", type=float, default=None)
     dp.add_argument("--web-port", type=int, default=6066)
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument("action", choices=("generate",))
     op.add_argument("--root", type=Path, default=Path("."))
-    op.add_argument("--catalog", type=Path, metavar="TOML")
+    op.add_argument("--catalog", metavar="NAME|TOML")
 
     gp = sub.add_parser(
         "generate",
@@ -248,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from streams.demo import run_demo
 
-            return run_demo(args.sellers, args.rate, args.duration, args.web_port)
+            return run_demo(args.sellers, args.rate, args.duration, args.web_port,
+                            args.catalog)
         if args.command == "ops":
             from streams.observability import generate
 

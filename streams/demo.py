@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.engine.catalog import default_catalog
+from streams.engine.catalog import DEFAULT_PROFILE, Catalog, resolve_catalog
 from streams.runtime.topics import create_topics
 from streams.settings import Settings, from_env
 from streams.simulate import SimulationSpec, SimulationStats, simulate
@@ -90,12 +90,11 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return buckets[-1][0]
 
 
-def render(view: View, sim: SimulationStats, started: float) -> Any:
+def render(view: View, sim: SimulationStats, started: float, catalog: Catalog) -> Any:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    catalog = default_catalog()
     p50, p99 = view.latency
     lat = "n/a" if p99 is None else f"p50 <= {p50:.3g} s, p99 <= {p99:.3g} s"
     c = view.counters
@@ -143,7 +142,10 @@ def _broker(progress: Any) -> Iterator[str]:
         yield broker.bootstrap_servers
 
 
-def run_demo(sellers: int, rate: float, duration: float | None, web_port: int) -> int:
+def run_demo(sellers: int, rate: float, duration: float | None, web_port: int,
+             catalog: str | None = None) -> int:
+    """``catalog``: a profile name or TOML file, as ``--catalog`` (default: the
+    ``POPSTREAM_CATALOG`` environment, else ``amazon``)."""
     from rich.console import Console
     from rich.live import Live
 
@@ -159,8 +161,12 @@ def run_demo(sellers: int, rate: float, duration: float | None, web_port: int) -
         settings = settings.with_(app_id="popstream-demo", data_dir=work / "worker")
         say(f"Kafka at {bootstrap}; creating topics")
         asyncio.run(create_topics(settings))
+        spec_of_catalog = catalog or os.environ.get("POPSTREAM_CATALOG") or DEFAULT_PROFILE
+        metrics = resolve_catalog(spec_of_catalog)  # a bad catalog fails here, not later
+        say(f"catalog: {spec_of_catalog} ({', '.join(m.name for m in metrics.metrics)})")
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-               "POPSTREAM_TOPIC_PREFIX": "demo-", "POPSTREAM_APP_ID": "popstream-demo"}
+               "POPSTREAM_TOPIC_PREFIX": "demo-", "POPSTREAM_APP_ID": "popstream-demo",
+               "POPSTREAM_CATALOG": spec_of_catalog}
         log = open(work / "worker.log", "wb")  # noqa: SIM115
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(web_port),
@@ -183,14 +189,14 @@ def run_demo(sellers: int, rate: float, duration: float | None, web_port: int) -
             interactive = console.is_terminal
             last_line = 0.0
             try:
-                with Live(render(view, stats, started), console=console,
+                with Live(render(view, stats, started, metrics), console=console,
                           refresh_per_second=2, transient=False) if interactive \
                         else contextlib.nullcontext() as live:
                     while not sim.done():
                         await asyncio.sleep(1.0)
                         await asyncio.to_thread(view.refresh)
                         if live is not None:
-                            live.update(render(view, stats, started))
+                            live.update(render(view, stats, started, metrics))
                         elif time.monotonic() - last_line > 5:
                             last_line = time.monotonic()
                             breached = sum(1 for ms in view.sellers.values()

@@ -22,7 +22,7 @@ POPSTREAM_WEB_HOST         address the web server binds to (default 0.0.0.0:
                            every interface; 127.0.0.1 keeps it on the host)
 POPSTREAM_DATA_DIR         worker data directory; created and checked for
                            writing at start (default .cache/worker)
-POPSTREAM_CATALOG          metric catalog TOML (default: built-in)
+POPSTREAM_CATALOG          amazon|walmart|ebay or a catalog TOML (default: amazon)
 POPSTREAM_APP_ID           consumer group and changelog prefix (default popstream)
 POPSTREAM_MAX_MESSAGE_BYTES  larger message values are dead-lettered (default 1 MiB)
 POPSTREAM_SESSION_TIMEOUT  seconds (6..1800, fractions allowed) before a silent
@@ -162,7 +162,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "0.0.0.0"  # the bind address of /metrics and /api
     data_dir: Path = Path(".cache/worker")
-    catalog_path: Path | None = None
+    catalog_path: str | None = None  # a profile name or a TOML file
     app_id: str = "popstream"
     as_of: int | None = None  # a fixed clock (us), for backfills and tests
     flush_interval: float = 1.0
@@ -328,7 +328,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         web_port=_int(env, "POPSTREAM_WEB_PORT", 6066),
         web_host=env.get("POPSTREAM_WEB_HOST") or "0.0.0.0",
         data_dir=Path(env.get("POPSTREAM_DATA_DIR") or ".cache/worker"),
-        catalog_path=_path(env, "POPSTREAM_CATALOG"),
+        catalog_path=env.get("POPSTREAM_CATALOG") or None,
         app_id=env.get("POPSTREAM_APP_ID", "popstream"),
         max_message_bytes=_int(env, "POPSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
         session_timeout=_float(env, "POPSTREAM_SESSION_TIMEOUT", 30.0),

@@ -303,8 +303,27 @@ PROFILES: Final[dict[str, tuple[Metric, ...]]] = {
 """Shipped catalogs by name (``--catalog``, ``POPSTREAM_CATALOG``)."""
 
 
+DEFAULT_PROFILE: Final = "amazon"
+
+
 def default_catalog() -> Catalog:
-    return Catalog(DEFAULT_CATALOG)
+    """The default profile, ``amazon``: the six v1 metrics (seeds 000 and 004),
+    late shipment over 30 days too, and on-time delivery."""
+    return Catalog(PROFILES[DEFAULT_PROFILE])
+
+
+def resolve_catalog(spec: str | Path | None) -> Catalog:
+    """``--catalog`` / ``POPSTREAM_CATALOG``: a profile name (``amazon``,
+    ``walmart``, ``ebay``), a TOML file, or nothing for the default profile."""
+    if spec is None or spec == "":
+        return default_catalog()
+    if isinstance(spec, str) and spec in PROFILES:
+        return profile_catalog(spec)
+    path = Path(spec)
+    if not path.exists() and isinstance(spec, str) and "/" not in spec and "." not in spec:
+        raise ConfigError(f"unknown catalog {spec!r}: neither a profile {sorted(PROFILES)} "
+                          "nor a file")
+    return load_catalog(path)
 
 
 def profile_catalog(name: str) -> Catalog:
@@ -321,9 +340,9 @@ def load_catalog(path: Path) -> Catalog:
 
     Format: one table per metric, e.g. ``[metrics.late_shipment_rate]`` with
     ``window_days``, ``target`` and, for new metrics, ``numerator``,
-    ``denominator`` and ``healthy``. Entries naming a default metric override only
-    the keys they give; metrics absent from the file keep their defaults unless
-    ``replace_defaults = true`` is set at the top level.
+    ``denominator`` and ``healthy``. Entries naming a metric of the base profile
+    (top-level ``profile = "walmart"``; default ``amazon``) override only the keys
+    they give; the profile's other metrics stay unless ``replace_defaults = true``.
     """
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -336,7 +355,11 @@ def catalog_from_mapping(doc: Mapping[str, Any], source: str = "catalog") -> Cat
     tables = doc.get("metrics", {})
     if not isinstance(tables, Mapping):
         raise ConfigError(f"{source}: [metrics] must be a table")
-    defaults = {m.name: m for m in DEFAULT_CATALOG}
+    profile = doc.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise ConfigError(f"{source}: profile must be one of {sorted(PROFILES)}, "
+                          f"got {profile!r}")
+    defaults = {m.name: m for m in PROFILES[profile]}
     replace = bool(doc.get("replace_defaults", False))
     result: dict[str, Metric] = {} if replace else dict(defaults)
     allowed = {"window_days", "target", "numerator", "denominator", "healthy",

@@ -35,7 +35,7 @@ import os
 import threading
 from typing import Any, Final
 
-from streams.engine.catalog import default_catalog, load_catalog
+from streams.engine.catalog import resolve_catalog
 from streams.engine.engine import Outcome
 from streams.runtime.changelog import chunk_key, parse_chunk_key
 from streams.runtime.faust_options import faust_options
@@ -59,7 +59,7 @@ def build_app(settings: Settings) -> Any:
     """The Faust app: one agent, one table, two timers, and the web views."""
     import faust
 
-    catalog = load_catalog(settings.catalog_path) if settings.catalog_path else default_catalog()
+    catalog = resolve_catalog(settings.catalog_path)
     pipeline = Pipeline(settings, catalog)
     names = TopicNames(settings.topic_prefix)
     scheme = "kafka"

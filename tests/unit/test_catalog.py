@@ -27,7 +27,12 @@ def test_default_catalog_matches_the_contract() -> None:
         "late_shipment_rate": (10, "late_shipment", "order", 0.04, "below"),
         "refund_rate": (60, "refunded", "order", 0.01, "below"),
         "valid_tracking_rate": (30, "valid_tracking", "shipped", 0.95, "at_least"),
+        # amazon (issue #12): late shipment over 30 days too, and on-time delivery
+        # over 14 days with a 7-day lag.
+        "late_shipment_rate_30d": (30, "late_shipment", "order", 0.04, "below"),
+        "on_time_delivery_rate": (14, "on_time_delivery", "delivery_due", 0.90, "at_least"),
     }
+    assert default_catalog().by_name("on_time_delivery_rate").lag_days == 7
 
 
 @pytest.mark.parametrize(
@@ -50,7 +55,7 @@ def test_toml_overrides_and_adds_a_metric(tmp_path: Path) -> None:
     catalog = load_catalog(path)
     late = catalog.by_name("late_shipment_rate")
     assert (late.window_days, late.target, late.numerator) == (30, 0.05, "late_shipment")
-    assert catalog.windows == ((7, 0), (14, 0), (30, 0), (60, 0), (90, 0))
+    assert catalog.windows == ((7, 0), (14, 0), (14, 7), (30, 0), (60, 0), (90, 0))
     engine = Engine(catalog, now=parse_timestamp("2024-06-15T00:00:00Z"))
     engine.apply_bytes(
         b'{"event_id":"1","type":"order","seller_id":"s","order_id":"o",'
