@@ -50,8 +50,13 @@ class BatchConsumer(_aiokafka.Consumer):
         may_consume: asyncio.Event | None = getattr(self.app, "popstream_may_consume", None)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                # The generation these records were fetched in: read right after the
+                # fetch, as Faust's getmany does. Read before it, a rebalance during
+                # the 1 s wait made us drop the first records of the new generation
+                # (a recovery's changelog records among them) with nothing to fetch
+                # them again: the recovery then waited forever.
                 generation = self.app.consumer_generation_id
-                records, _ = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
                 if not records or self.should_stop:
                     continue
@@ -60,9 +65,20 @@ class BatchConsumer(_aiokafka.Consumer):
                     # until the worker can save again; a rebalance meanwhile makes
                     # the generation check below drop them (positions are reset).
                     await may_consume.wait()
+                if not self.flow_active:
+                    # As Faust's getmany: the flow stopped after this fetch (a
+                    # rebalance began): drop the records, back to committed offsets.
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        self.log.warning("seek while the flow is stopped failed: %r", exc)
+                    continue
                 for tp, batch in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         break  # a rebalance began: positions will be reset
+                    if active is not None and tp not in active and (
+                            tp not in self._buffered_partitions):
+                        continue  # paused since the fetch (as Faust's getmany)
                     r_offset = get_read_offset(tp)
                     if r_offset is not None:
                         batch = [r for r in batch if r.offset >= r_offset]
@@ -70,10 +86,13 @@ class BatchConsumer(_aiokafka.Consumer):
                         continue
                     if tp.topic in topics:
                         handler(tp, batch)
-                    else:
-                        for record in batch:
-                            await callback(self._to_message(tp, record))
-                    set_read_offset(tp, batch[-1].offset)
+                        set_read_offset(tp, batch[-1].offset)
+                        continue
+                    for record in batch:  # the stock route (changelog records)
+                        if self.app.consumer_generation_id != generation:
+                            break
+                        await callback(self._to_message(tp, record))
+                        set_read_offset(tp, record.offset)
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()
