@@ -11,15 +11,17 @@ What a worker exports, per scrape (the export contract, ``docs/status-contract.m
   dead-letter reason has occurred), plus one lag series per event topic and owned
   partition (7 per partition). 241 measured without lag; under
   :data:`FIXED_SAMPLES` up to 64 partitions on one worker.
-* **per exported seller**: 6 metrics x (ratio, numerator, denominator, status) plus
-  up to 7 imperfect-order causes: :data:`SAMPLES_PER_SELLER`. With the default
+* **per exported seller**: at most the default profile's 8 metrics x (ratio,
+  numerator, denominator, status) plus up to 7 imperfect-order causes:
+  :data:`SAMPLES_PER_SELLER` (39; a seller exported because it alerts has only its
+  alerting metrics: 8.7 on average in ``make bench-scale``). With the default
   export mode only sellers in ``warning`` or ``breach`` (and the watch list) are
   exported, a few per cent of the sellers that have enough orders to be judged.
 
 **sample_limit = 200,000** per worker target: the fixed part plus
-``(200,000 - 1,000) / 31`` = 6,419 exported sellers, e.g. 2.6 % of a worker holding
-250,000 sellers (2M sellers on 8 workers) all in warning or breach at once, with
-every cause present. It is a ceiling, not a budget: a worker in
+``(200,000 - 1,000) / 39`` = 5,102 exported sellers with every metric and cause
+present (2.0 % of a worker holding 250,000 sellers; ~22,800 at the measured 8.7
+series each). It is a ceiling, not a budget: a worker in
 ``POPSTREAM_EXPORT=all`` mode with 100,000 sellers (1.9M series) is refused rather
 than allowed to take a Prometheus that holds ~10M series down with it, and 16
 workers at the limit are still 3.2M series on one server. The price: Prometheus
@@ -55,6 +57,9 @@ from typing import Any, Final
 
 import yaml
 
+from streams.engine.catalog import default_catalog
+from streams.engine.rules import CAUSE_NAMES
+
 JOB: Final = "popstream"
 """The scrape job of the workers; the alert rules select ``job="popstream"``."""
 
@@ -64,8 +69,9 @@ SELF_JOB: Final = "prometheus"
 FIXED_SAMPLES: Final = 1_000
 """Fleet, catalog and pipeline samples of one worker (see the module docstring)."""
 
-SAMPLES_PER_SELLER: Final = 6 * 4 + 7
-"""Per exported seller: 6 metrics x (ratio, numerator, denominator, status), 7 causes."""
+SAMPLES_PER_SELLER: Final = len(default_catalog().metrics) * 4 + len(CAUSE_NAMES)
+"""Per exported seller at most: the default profile's metrics (8) x (ratio,
+numerator, denominator, status), and 7 causes: 39."""
 
 EXAMPLE_REMOTE_WRITE: Final = "http://victoriametrics:8428/api/v1/write"
 

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.engine.catalog import default_catalog
 from streams.engine.engine import Engine
 from streams.engine.events import parse_timestamp
 from streams.exporter import SellerCollector, render_sellers
@@ -61,7 +62,7 @@ def test_targets_and_windows_exported_once_per_metric() -> None:
     targets = {k[1]: v for k, v in samples.items() if k[0] == "popstream_metric_target_ratio"}
     assert targets[(("healthy", "at_least"), ("metric", "perfect_order_percentage"))] == 0.97
     assert targets[(("healthy", "below"), ("metric", "late_shipment_rate"))] == 0.04
-    assert len(targets) == 6
+    assert len(targets) == len(default_catalog().metrics) == 8
     windows = {k[1]: v for k, v in samples.items() if k[0] == "popstream_metric_window_days"}
     assert windows[(("metric", "pre_fulfillment_cancel_rate"),)] == 7
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.engine.catalog import default_catalog
+from streams.engine.catalog import DEFAULT_CATALOG, Catalog, default_catalog
 from streams.engine.events import (
     Claim,
     Delivery,
@@ -315,7 +315,7 @@ def test_the_six_v1_metrics_ignore_the_new_events() -> None:
              ev("message", "2024-06-14T09:00:00Z", message_id="m1", sender="buyer"),
              ev("message", "2024-06-14T09:30:00Z", message_id="r1", sender="seller",
                 in_reply_to="m1")]
-    out = report(lines)["s1"]
+    out = report(lines, *DEFAULT_CATALOG)["s1"]
     got = {name: (c["numerator"], c["denominator"]) for name, c in out.items()}
     assert got == {
         "perfect_order_percentage": (0, 1), "order_defect_rate": (0, 1),
@@ -323,7 +323,8 @@ def test_the_six_v1_metrics_ignore_the_new_events() -> None:
         "refund_rate": (0, 1), "valid_tracking_rate": (1, 1),
     }
     # Without the buyer message the order is perfect: 1/1.
-    assert report(lines[:-2])["s1"]["perfect_order_percentage"]["numerator"] == 1
+    assert report(lines[:-2], *DEFAULT_CATALOG)["s1"]["perfect_order_percentage"][
+        "numerator"] == 1
 
 
 # --- seller_response_rate -----------------------------------------------------------
@@ -516,7 +517,8 @@ def test_v1_metrics_do_not_see_v11_events(lines: list[bytes], shift: int) -> Non
     content, and every new metric counts a subset of its denominator."""
     events = _events(lines)
     now = to_us(STRATEGY_NOW) + shift
-    assert reference_report(events, now) == reference_report(_v1_only(events), now)
+    v1 = Catalog(DEFAULT_CATALOG)  # the six v1 metrics
+    assert reference_report(events, now, v1) == reference_report(_v1_only(events), now, v1)
     for cells in reference_report(events, now, Cat(ALL_V11)).values():
         for c in cells.values():
             assert 0 <= c["numerator"] <= c["denominator"]
