@@ -367,6 +367,14 @@ class Engine:
             if record is not None:
                 fields, digests = rec.unpack(record)
                 self._commit(seller, order_id, fields, digests)
+        # The next deadline and held event each get a wakeup: a restored seller has
+        # one wakeup for its earliest only, and without these its later deadlines
+        # passed unnoticed (an unshipped order never turned late) until some other
+        # event for the seller woke it. A duplicate wakeup costs one empty _wake.
+        if timers:
+            heapq.heappush(self._wakeups, (timers[0][0] + 1, seller.id))
+        if future:
+            heapq.heappush(self._wakeups, (future[0][0], seller.id))
         # A held event may have expired on arrival and been all the seller had.
         self._free_if_empty(seller)
 
@@ -1115,10 +1123,4 @@ class Engine:
         heapq.heapify(seller.future)
         # Catch up with the clock: apply what became due, fire passed deadlines;
         # free the seller if nothing is left.
-        self._wake(seller)
-        if self.sellers.get(seller_id) is not seller:
-            return
-        if seller.timers:
-            heapq.heappush(self._wakeups, (seller.timers[0][0] + 1, seller_id))
-        if seller.future:
-            heapq.heappush(self._wakeups, (seller.future[0][0], seller_id))
+        self._wake(seller)  # also sets the wakeups of what is left

@@ -10,6 +10,7 @@ and ``/api`` answer 503 until then; ``/health`` always answers, with ``status``
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from streams.engine.catalog import STATUSES
 from streams.runtime.pipeline import MAX_PAGE, Pipeline
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+log = logging.getLogger("popstream.web")
 _NOT_READY = {"error": "recovering state: not ready yet", "status": "starting"}
 
 
@@ -67,10 +69,14 @@ def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]
         response = StreamResponse(headers={"Content-Type": METRICS_CONTENT_TYPE})
         response.enable_compression()
         await response.prepare(request)
-        for part in pipeline.render_parts():
-            await response.write(part.encode())
-            await asyncio.sleep(0)  # let messages, ticks and /health through
-        await response.write_eof()
+        try:
+            for part in pipeline.render_parts():
+                await response.write(part.encode())
+                await asyncio.sleep(0)  # let messages, ticks and /health through
+            await response.write_eof()
+        except ConnectionResetError:
+            # The scraper hung up (its timeout, a worker stopping): nothing to tell.
+            log.debug("/metrics: the client went away mid-page")
         return response
 
     @app.page("/health")  # type: ignore[untyped-decorator]

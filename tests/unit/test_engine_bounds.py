@@ -287,3 +287,29 @@ def test_the_memory_of_freed_sellers_is_returned() -> None:
     held = full - empty
     assert held > 2000 * 10 * 100  # sanity: the state was really there (> 100 B/order)
     assert after - empty < held * 0.001, (empty, full, after)
+
+
+def test_a_restored_seller_wakes_for_each_of_its_deadlines_and_held_events() -> None:
+    """After a restore every deadline still fires on its own, not only the earliest
+    (a restored seller had one wakeup, for its earliest deadline, and its other
+    unshipped orders never turned late until another event woke it); the same for
+    held events."""
+    from streams.engine.events import format_us
+
+    now = parse_timestamp("2024-06-15T12:00:00Z")
+    hour = 3_600_000_000
+    source = Engine(now=now, track_dirty=True)
+    for n in (1, 2, 3):
+        source.apply_bytes(order(at="2024-06-15T10:00:00Z", order=f"o{n}", seller="s1",
+                                 ship_by=format_us(now + n * hour)))
+    source.apply_bytes(ev("refund", format_us(now + 2 * hour), order="o1", seller="s1"))
+    chunks = source.seller_chunks("s1", source.take_dirty()["s1"])
+    restored = Engine(now=now, track_dirty=True)
+    restored.restore_seller_chunks("s1", {k: v for k, v in chunks.items() if v is not None})
+    for step, late, refunded in ((1.5, 1, 0), (2.5, 2, 1), (3.5, 3, 1)):
+        restored.advance(now + int(step * hour))
+        source.advance(now + int(step * hour))
+        metrics = restored.seller_metrics("s1")
+        assert metrics["late_shipment_rate"].numerator == late, step
+        assert metrics["refund_rate"].numerator == refunded, step
+        assert metrics == source.seller_metrics("s1")
