@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser(
         "topics",
         help="create the event and dead-letter topics (idempotent)",
-        description="Create the seven event topics and the dead-letter topic with "
+        description="Create the nine event topics and the dead-letter topic with "
         "POPSTREAM_PARTITIONS partitions; report the ones that already exist.",
     )
     tp.add_argument("action", choices=("create",))
@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a realistic synthetic event log (JSON Lines)",
         description=(
             "Generate a deterministic log: orders purchased over DAYS days ending at "
-            "--end, with shipments, cancellations, refunds, feedback, claims and buyer "
-            "messages; a share of sellers drifts toward breaching its targets."
+            "--end, with shipments, carrier deliveries, cancellations, refunds, returns, "
+            "feedback, claims (A-to-z, chargeback, item not received), buyer messages and "
+            "seller replies; a share of sellers drifts toward breaching its targets."
         ),
     )
     gp.add_argument("output", help="output file, or - for standard output")

@@ -2,7 +2,7 @@
 
 Design (issues #3 and #9), and why:
 
-* **One agent over all seven event topics**, raw bytes in. Each message value is
+* **One agent over all nine event topics**, raw bytes in. Each message value is
   one event or a JSON array of events; the pipeline
   (:mod:`streams.runtime.pipeline`) gives each exactly one outcome: applied, or a
   dead letter with the original bytes, topic, partition, offset and the reason. No

@@ -237,9 +237,11 @@ def test_seller_breach_to_sellers_worker_down_to_pager_both_at_once_and_panels_h
         paged = {a["labels"]["alertname"] for a in _notes("/pager")}
         assert not any(a["labels"].get("severity") == "seller" for a in _notes("/pager"))
         assert "PopstreamWorkerDown" in paged
-        # (BAD's 20 late orders of 40 also breach the Perfect Order Percentage.)
+        # (BAD's 20 late orders of 40 also breach the Perfect Order Percentage and,
+        # in the default amazon profile, the 30-day late shipment rate.)
         told = {(a["labels"]["seller_id"], a["labels"]["alertname"]) for a in _notes("/sellers")}
-        assert told == {("BAD", breach), ("BAD", "PopstreamPerfectOrderPercentageBreach")}
+        assert told == {("BAD", breach), ("BAD", "PopstreamPerfectOrderPercentageBreach"),
+                        ("BAD", "PopstreamLateShipmentRate30DBreach")}
         assert _notes("/sellers", status="resolved") == []
     finally:
         stop_trickle.set()

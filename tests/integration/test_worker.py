@@ -1,7 +1,7 @@
 """The worker on a real Kafka broker: exact metrics, dead letters, crashes, rebalances.
 
 Every test gets its own topic prefix and consumer group, produces a generated log
-shuffled across the seven topics (with redeliveries, bulk arrays and invalid
+shuffled across the nine topics (with redeliveries, bulk arrays and invalid
 messages), and compares what the workers serve with the plain reference
 implementation computed on the same valid events.
 """
