@@ -400,7 +400,7 @@ class Engine:
                     record = seller.orders.get(order_id) if seller else None
                     if seller is None or record is None:
                         continue
-                    _, _, rday, _, applied = rec.SHORT.unpack_from(record)
+                    rday, applied = rec.day_applied(record)
                     if rday == day and applied:
                         touched = self.touched
                         if touched is not None and seller_id not in touched:
@@ -627,7 +627,7 @@ class Engine:
         purchase_day = at // US_PER_DAY
         if self.today - purchase_day >= self._horizon:
             return Outcome.EXPIRED
-        f[DAY] = purchase_day
+        rec.set_instant(f, at)
         f[SHIP_BY] = (ev.ship_by - _EPOCH) // _US
         f[DELIVER_BY] = deliver_by
         f[FLAGS] |= HAS_ORDER
@@ -761,13 +761,14 @@ class Engine:
             return
         assert self._response_us is not None
         fields = rec.new_fields(day)
+        rec.set_instant(fields, msg.occurred_at)
         fields[FLAGS] = RESPONSE_REC
         fields[RESPONSE_DEADLINE] = msg.occurred_at + self._response_us
         reply = seller.replies.get(question)
         if reply is not None:
             fields[FIRST_REPLY] = reply[0]
         if record is not None:
-            _, _, old_day, _, applied = rec.SHORT.unpack_from(record)
+            old_day, applied = rec.day_applied(record)
             if old_day == day:
                 fields[APPLIED] = applied
             else:
@@ -781,7 +782,7 @@ class Engine:
 
     def _drop_record(self, seller: Seller, key: bytes, record: bytes) -> None:
         """Take a record out of the windows it counts in, and out of the state."""
-        _, _, day, _, applied = rec.SHORT.unpack_from(record)
+        day, applied = rec.day_applied(record)
         if applied:
             touched = self.touched
             if touched is not None and seller.id not in touched:
@@ -1079,7 +1080,8 @@ class Engine:
         migrate = rec.migrate
         for order_id, record in snap.orders.items():
             record = migrate(record)
-            _, _, day, flags, applied = rec.SHORT.unpack_from(record)
+            day, flags = rec.record_day(record)
+            applied = rec.day_applied(record)[1]
             if today - day >= horizon:
                 self._mark(seller_id, day)  # left the longest window while away
                 continue

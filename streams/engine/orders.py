@@ -9,12 +9,13 @@ precompiled :class:`struct.Struct` takes ~0.3 us.
 Two layouts, chosen per order by the ``EXTENDED`` flag, because most orders never
 see a cancellation, feedback, claim or buyer message:
 
-* short (26 bytes): ``ship_by q, first_ship q, day i, flags H, applied I``
-* extended (62 bytes): short, then ``first_seller_cancel q, feedback_at q,
+* short (30 bytes): ``ship_by q, first_ship q, at_low I, flags H, applied I,
+  at_high i``
+* extended (66 bytes): short, then ``first_seller_cancel q, feedback_at q,
   a_to_z_at q, chargeback_at q, buyer_messages I``
-* v1.1 (86 bytes, flag ``EXTENDED_V11``): extended, then ``deliver_by q,
+* v1.1 (90 bytes, flag ``EXTENDED_V11``): extended, then ``deliver_by q,
   last_delivery q, inr_at q`` -- an order with a delivery promise, a delivery or
-  an item-not-received claim (records written before v1.1 keep their layout)
+  an item-not-received claim
 
 followed by the 6-byte BLAKE2b digest of every ``event_id`` applied. Fields:
 
@@ -22,8 +23,12 @@ followed by the 6-byte BLAKE2b digest of every ``event_id`` applied. Fields:
 * ``first_ship`` / ``first_seller_cancel``: earliest such event, us, or ``NO_TIME``;
 * ``feedback_at`` / ``a_to_z_at`` / ``chargeback_at``: ``occurred_at`` of the event
   in force ("latest wins"), or ``NO_LATEST``;
-* ``day``: purchase day (UTC days since epoch); while pending, the day the record
-  was created, which anchors its expiry;
+* ``at``: the purchase instant, us (issue #13: explain lists an order's
+  ``purchased_at`` and sorts by it); while pending, midnight of the day the record
+  was created, which anchors its expiry; a buyer-message record's sending instant.
+  Unpacked, it gives two fields: ``PURCHASED_AT`` and its UTC ``DAY``. Split in
+  two halves so that ``flags`` sits at offset 20 as in the v1 layout, where
+  :func:`migrate` tells the formats apart;
 * ``flags``: fact flags from :mod:`streams.engine.rules`; ``applied``: predicate
   mask currently counted in the seller's windows; ``buyer_messages``: messages
   currently counting against the order.
@@ -58,19 +63,25 @@ from streams.engine.rules import (
     LAST_DELIVERY,
     NO_LATEST,
     NO_TIME,
+    PURCHASED_AT,
     SHIP_BY,
 )
 
-# Since v1.1 (issue #12) ``applied`` is 32 bits (22 predicates) and every record
-# carries FORMAT_V2; a record without it is in the v1 layout (``applied`` 16
-# bits, no v1.1 fields) and is converted once, when restored (:func:`migrate`).
-SHORT: Final = struct.Struct("<qqiHI")
-FULL: Final = struct.Struct("<qqiHIqqqqI")
+US_PER_DAY: Final = 86_400_000_000
+
+# Since v1.1 (issues #12, #13) ``applied`` is 32 bits (22 predicates), the day is
+# the purchase instant, and every record carries FORMAT_V2; a record without it is
+# in the v1 layout (``day i``, ``applied`` 16 bits, no v1.1 fields) and is
+# converted once, when restored (:func:`migrate`).
+SHORT: Final = struct.Struct("<qqIHIi")
+FULL: Final = struct.Struct("<qqIHIiqqqqI")
 EXTRA: Final = struct.Struct("<qqqqI")
 # v1.1 facts: deliver_by, last_delivery, inr_at, after the extended fields.
-FULL_V11: Final = struct.Struct("<qqiHIqqqqIqqq")
+FULL_V11: Final = struct.Struct("<qqIHIiqqqqIqqq")
 EXTRA_V11: Final = struct.Struct("<qqq")
-PREFIX: Final = struct.Struct("<qqiH")  # what both formats share: day and flags
+HEAD: Final = struct.Struct("<16xIHIi")  # at_low, flags, applied, at_high
+V1_PREFIX: Final = struct.Struct("<16xiH")  # day and flags; flags at 20 in both formats
+_LOW: Final = 0xFFFFFFFF
 V1_SHORT: Final = struct.Struct("<qqiHH")
 V1_FULL: Final = struct.Struct("<qqiHHqqqqI")
 DIGEST_SIZE: Final = 6
@@ -114,33 +125,45 @@ def event_digest(event_id: str) -> bytes:
 def new_fields(anchor_day: int) -> list[int]:
     """Fields of an order nothing is known about yet (see rules for the order)."""
     return [0, NO_TIME, anchor_day, 0, 0, NO_TIME, NO_LATEST, NO_LATEST, NO_LATEST, 0,
-            NO_TIME, NO_LATEST, NO_LATEST]
+            NO_TIME, NO_LATEST, NO_LATEST, anchor_day * US_PER_DAY]
+
+
+def set_instant(fields: list[int], at: int) -> None:
+    """Set ``PURCHASED_AT`` (or a message's ``SENT_AT``) and the ``DAY`` it falls on."""
+    fields[PURCHASED_AT] = at
+    fields[DAY] = at // US_PER_DAY
 
 
 def unpack(record: bytes) -> tuple[list[int], bytes]:
     """``(fields, digests)`` of a packed record."""
-    fields = list(SHORT.unpack_from(record))
-    flags = fields[FLAGS]
+    ship_by, first_ship, low, flags, applied, high = SHORT.unpack_from(record)
+    at = high << 32 | low
+    fields = [ship_by, first_ship, at // US_PER_DAY, flags, applied]
     if flags & EXTENDED_V11:
         fields.extend(EXTRA.unpack_from(record, _SHORT_SIZE))
         fields.extend(EXTRA_V11.unpack_from(record, _FULL_SIZE))
+        fields.append(at)
         return fields, record[_V11_SIZE:]
     if flags & EXTENDED:
         fields.extend(EXTRA.unpack_from(record, _SHORT_SIZE))
         fields.extend(V11_DEFAULTS)
+        fields.append(at)
         return fields, record[_FULL_SIZE:]
     fields.extend(EXTRA_DEFAULTS)
     fields.extend(V11_DEFAULTS)
+    fields.append(at)
     return fields, record[_SHORT_SIZE:]
 
 
 def pack(fields: list[int], digests: bytes) -> bytes:
-    (ship_by, first_ship, day, flags, applied, cancel, feedback, a_to_z, chargeback, msgs,
-     deliver_by, delivered, inr_at) = fields
+    """The record of ``fields`` (``DAY`` is not stored: it is ``PURCHASED_AT``'s)."""
+    (ship_by, first_ship, _day, flags, applied, cancel, feedback, a_to_z, chargeback,
+     msgs, deliver_by, delivered, inr_at, at) = fields
+    low, high = at & _LOW, at >> 32
     flags = (flags & ~(EXTENDED | EXTENDED_V11)) | FORMAT_V2
     if deliver_by != NO_TIME or delivered != NO_LATEST or inr_at != NO_LATEST:
         return _pack_v11(
-            ship_by, first_ship, day, flags | EXTENDED | EXTENDED_V11, applied, cancel,
+            ship_by, first_ship, low, flags | EXTENDED | EXTENDED_V11, applied, high, cancel,
             feedback, a_to_z, chargeback, msgs, deliver_by, delivered, inr_at,
         ) + digests
     if (
@@ -150,22 +173,29 @@ def pack(fields: list[int], digests: bytes) -> bytes:
         and chargeback == NO_LATEST
         and not msgs
     ):
-        return _pack_short(ship_by, first_ship, day, flags, applied) + digests
+        return _pack_short(ship_by, first_ship, low, flags, applied, high) + digests
     return _pack_full(
-        ship_by, first_ship, day, flags | EXTENDED, applied, cancel, feedback, a_to_z,
+        ship_by, first_ship, low, flags | EXTENDED, applied, high, cancel, feedback, a_to_z,
         chargeback, msgs,
     ) + digests
 
 
 def record_day(record: bytes) -> tuple[int, int]:
-    """``(day, flags)`` without unpacking the rest (expiry sweeps); either format."""
-    _, _, day, flags = PREFIX.unpack_from(record)
-    return day, flags
+    """``(day, flags)`` without unpacking the rest (expiry sweeps)."""
+    low, flags, _, high = HEAD.unpack_from(record)
+    return (high << 32 | low) // US_PER_DAY, flags
+
+
+def day_applied(record: bytes) -> tuple[int, int]:
+    """``(day, applied)`` without unpacking the rest (window rolls)."""
+    low, _, applied, high = HEAD.unpack_from(record)
+    return (high << 32 | low) // US_PER_DAY, applied
 
 
 def migrate(record: bytes) -> bytes:
-    """A record in the current format (one written before v1.1 is converted)."""
-    if PREFIX.unpack_from(record)[3] & FORMAT_V2:
+    """A record in the current format. One written before v1.1 is converted; its
+    purchase instant was not kept, so it becomes midnight of its purchase day."""
+    if V1_PREFIX.unpack_from(record)[1] & FORMAT_V2:
         return record
     fields = list(V1_SHORT.unpack_from(record))
     if fields[FLAGS] & EXTENDED:
@@ -175,6 +205,7 @@ def migrate(record: bytes) -> bytes:
         fields.extend(EXTRA_DEFAULTS)
         digests = record[V1_SHORT.size:]
     fields.extend(V11_DEFAULTS)
+    fields.append(fields[DAY] * US_PER_DAY)
     return pack(fields, digests)
 
 
@@ -190,5 +221,5 @@ def has_digest(digests: bytes, digest: bytes) -> bool:
 
 _ORDER_OF_FIELDS = (SHIP_BY, FIRST_SHIP, DAY, FLAGS, APPLIED, FIRST_SELLER_CANCEL,
                     FEEDBACK_AT, A_TO_Z_AT, CHARGEBACK_AT, BUYER_MESSAGES, DELIVER_BY,
-                    LAST_DELIVERY, INR_AT)
-assert tuple(range(13)) == _ORDER_OF_FIELDS, "struct layouts follow the rules' field order"
+                    LAST_DELIVERY, INR_AT, PURCHASED_AT)
+assert tuple(range(14)) == _ORDER_OF_FIELDS, "struct layouts follow the rules' field order"

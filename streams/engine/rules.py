@@ -36,12 +36,15 @@ BUYER_MESSAGES: Final = 9  # messages currently counting against this order
 DELIVER_BY: Final = 10  # us of the promised latest delivery, or NO_TIME (none promised)
 LAST_DELIVERY: Final = 11  # us of the latest delivery applied, or NO_LATEST
 INR_AT: Final = 12  # occurred_at of the item-not-received status in force, or NO_LATEST
+PURCHASED_AT: Final = 13  # us of the purchase (with HAS_ORDER); else DAY's midnight,
+# or, for a buyer-message record, its sending instant. DAY is always its UTC day.
 
 # A buyer message awaiting a seller's response is a record of its own (flag
 # RESPONSE_REC, never HAS_ORDER), counted by the day of the message: its fields
 # reuse SHIP_BY for the response deadline and FIRST_SHIP for the earliest reply.
 RESPONSE_DEADLINE: Final = SHIP_BY
 FIRST_REPLY: Final = FIRST_SHIP
+SENT_AT: Final = PURCHASED_AT
 
 # Fact flags (bits of fields[FLAGS]).
 HAS_ORDER: Final = 1 << 0  # the ``order`` event arrived; until then the order is pending
