@@ -23,7 +23,7 @@ import orjson
 
 from streams import __version__
 from streams.engine.catalog import Catalog, resolve_catalog
-from streams.engine.engine import MetricValue
+from streams.engine.engine import Engine, MetricValue
 from streams.engine.events import US_PER_DAY, parse_timestamp
 from streams.errors import BrokerUnavailable, ConfigError, InvalidEvent
 from streams.settings import Settings, from_env
@@ -34,6 +34,7 @@ EXIT_STRICT: Final = 3
 EXIT_NOINPUT: Final = 4
 EXIT_CONFIG: Final = 5
 EXIT_BROKER: Final = 6
+EXIT_NOT_FOUND: Final = 1
 
 
 def _timestamp(text: str) -> int:
@@ -102,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sellers per metric in the table format (default 10)")
     rp.add_argument("--quiet", action="store_true",
                     help="do not list invalid lines on stderr (the summary stays)")
+    rp.add_argument("--explain", metavar="SELLER",
+                    help="explain one seller instead: per metric the orders counting against "
+                         "it (with causes and the day each leaves the window), headroom, "
+                         "orders to recover and the recovery date (exit 1 if the seller "
+                         "has no orders in any window)")
+    rp.add_argument("--metric", metavar="M", help="with --explain: only this metric")
+    rp.add_argument("--limit", type=int, metavar="N",
+                    help="with --explain: at most N orders per metric (1..10000); the "
+                         "numbers stay over all of them")
+    rp.add_argument("--cursor", metavar="C",
+                    help="with --explain: continue after a previous page's next_cursor")
 
     from streams.runtime.broker import add_cli as add_broker_cli
 
@@ -297,6 +309,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import Progress, Reject, StrictModeViolation, read_lines, replay
 
     catalog = _catalog(args.catalog)
+    if args.explain is None and (args.metric, args.limit, args.cursor) != (None, None, None):
+        print("popstream replay: --metric, --limit and --cursor go with --explain",
+              file=sys.stderr)
+        return EXIT_USAGE
+    names = [m.name for m in catalog.metrics]
+    if args.metric is not None and args.metric not in names:
+        print(f"popstream replay: --metric must be one of {names}, got {args.metric!r}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.limit is not None and not 1 <= args.limit <= 10_000:
+        print(f"popstream replay: --limit must be 1..10000, got {args.limit}", file=sys.stderr)
+        return EXIT_USAGE
     stream: IO[bytes]
     total: int | None
     if args.path == "-":
@@ -341,11 +365,54 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if rejects_out is not None:
             rejects_out.close()
     print(result.summary(), file=sys.stderr)
+    if args.explain is not None:
+        return _explain(result.engine, args)
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(result.report(), option=orjson.OPT_SORT_KEYS))
         sys.stdout.buffer.write(b"\n")
     else:
         _print_table(result.engine.report(), catalog, args.top, args.as_of)
+    return EXIT_OK
+
+
+def _explain(engine: Engine, args: argparse.Namespace) -> int:
+    from streams.engine.events import format_us
+    from streams.engine.explain import BadCursor, explain_seller
+
+    try:
+        doc = explain_seller(engine, args.explain, metric=args.metric, limit=args.limit,
+                             cursor=args.cursor)
+    except BadCursor as exc:
+        print(f"popstream replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if doc is None:
+        print(f"popstream replay: seller {args.explain!r} has no orders in any window as of "
+              f"{format_us(args.as_of)}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
+        return EXIT_OK
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(f"[bold]{escape(doc['seller_id'])}[/] as of {doc['as_of']}")
+    for name, m in doc["metrics"].items():
+        value = "—" if m["value"] is None else f"{m['value']:.4%}"
+        if m["breached"]:
+            outlook = (f"{m['orders_to_recover'] if m['orders_to_recover'] is not None else '—'}"
+                       f" good orders to recover; recovers on {m['recovers_on']}")
+        else:
+            outlook = f"headroom {'—' if m['headroom'] is None else m['headroom']} orders"
+        console.print(f"\n[bold]{name}[/] {m['numerator']}/{m['denominator']} = {value} "
+                      f"(target {m['target']:g}, {m['status']}); {outlook}")
+        for entry in m["orders"]:
+            ident = entry.get("order_id", entry.get("message_id"))
+            when = entry.get("purchased_at", entry.get("sent_at"))
+            console.print(f"  {escape(str(ident))}  {when}  {', '.join(entry['causes'])}  "
+                          f"leaves {entry['leaves_window_on']}", highlight=False)
+        if m["next_cursor"]:
+            console.print(f"  … more: --cursor {m['next_cursor']}")
     return EXIT_OK
 
 
