@@ -36,6 +36,7 @@ import orjson
 
 from streams.engine.catalog import STATUSES, Metric, Status, exact
 from streams.engine.engine import Engine
+from streams.engine.explain import headroom
 from streams.engine.rules import CAUSE_NAMES, PREDICATES
 from streams.engine.windows import LANE_BITS, LANE_MASK
 
@@ -132,7 +133,7 @@ class FleetExporter:
         self.denominators = [0] * n
         self.tracked = 0
         # seller -> its five text chunks (value, numerator, denominator, status, causes)
-        self.exported: dict[str, tuple[str, str, str, str, str]] = {}
+        self.exported: dict[str, tuple[str, str, str, str, str, str]] = {}
         # Status changes since the last take_transitions() (when asked for): how a
         # marketplace tells a million sellers without Alertmanager.
         self.transitions: list[Transition] | None = [] if transitions else None
@@ -236,7 +237,8 @@ class FleetExporter:
         return status
 
     def _text(self, seller_id: str, statuses: list[Status], values: list[tuple[int, int]],
-              causes_vector: int, every_metric: bool) -> tuple[str, str, str, str, str]:
+              causes_vector: int, every_metric: bool
+              ) -> tuple[str, str, str, str, str, str]:
         """The seller's series: of every metric (``all`` mode, the watch list), or
         of the metrics in ``warning`` or ``breach`` only — what an alert and its
         dashboard row need. A seller alerting on one metric has ~5 series, not
@@ -245,6 +247,7 @@ class FleetExporter:
         n: list[str] = []
         d: list[str] = []
         s: list[str] = []
+        h: list[str] = []
         for plan, status, (num, den) in zip(self.plans, statuses, values, strict=True):
             if not every_metric and status not in _ALERTING:
                 continue
@@ -254,6 +257,9 @@ class FleetExporter:
                 n.append(f"{P}seller_metric_numerator_orders{labels}}} {num}\n")
                 d.append(f"{P}seller_metric_denominator_orders{labels}}} {den}\n")
             s.append(f'{P}seller_metric_status{labels},status="{status}"}} 1\n')
+            room = headroom(plan.metric, num, den)
+            if room is not None:
+                h.append(f"{P}seller_metric_headroom_orders{labels}}} {room}\n")
         c: list[str] = []
         if causes_vector:
             for cause, shift in self.cause_shifts:
@@ -261,7 +267,7 @@ class FleetExporter:
                 if count:
                     c.append(f'{P}seller_imperfect_orders{{seller_id="{seller_id}",'
                              f'cause="{cause}"}} {count}\n')
-        return "".join(r), "".join(n), "".join(d), "".join(s), "".join(c)
+        return "".join(r), "".join(n), "".join(d), "".join(s), "".join(c), "".join(h)
 
     # --- rendering ----------------------------------------------------------------
 
@@ -337,6 +343,8 @@ _SELLER_FAMILIES: Final = (
      "1 for the seller's current status on the metric (label status)."),
     ("seller_imperfect_orders", "gauge",
      "Orders in the Perfect Order window made imperfect by each cause."),
+    ("seller_metric_headroom_orders", "gauge",
+     "More orders that could turn bad today without a breach (absent when breached)."),
 )
 _CATALOG_FAMILIES: Final[tuple[tuple[str, str, Callable[[Metric], str]], ...]] = (
     ("metric_target_ratio", "Target of each metric; see label healthy.",

@@ -48,10 +48,12 @@ _EPOCH_DATE: Final = dt.date(1970, 1, 1)
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Causes by the metric's numerator predicate: the ones listed, in this order, that
-# hold for an order counting against the metric.
-_CAUSES_OF: Final[dict[str, tuple[str, ...]]] = {
-    "perfect": ("negative_feedback", "a_to_z_claim", "chargeback", "seller_cancellation",
-                "late_shipment", "refunded", "buyer_message"),
+# hold for an order counting against the metric. An ``at_least`` Perfect Order
+# metric lists the imperfections; a ``below`` metric of a composite predicate its
+# parts; any other numerator names itself (see causes()).
+_IMPERFECTIONS: Final = ("negative_feedback", "a_to_z_claim", "chargeback",
+                         "seller_cancellation", "late_shipment", "refunded", "buyer_message")
+_BELOW_CAUSES: Final[dict[str, tuple[str, ...]]] = {
     "defect": ("negative_feedback", "a_to_z_claim", "chargeback"),
     "transaction_defect": ("seller_cancellation", "claim_granted"),
 }
@@ -112,11 +114,12 @@ def iso_date(day: int) -> str:
 def causes(metric: Metric, row: Row) -> list[str]:
     """Why a row counts against ``metric`` (see issue #13 and docs/explain.md)."""
     numerator = metric.numerator
-    names = _CAUSES_OF.get(numerator)
-    if names is not None:
-        return [name for name in names if row.mask & PREDICATES[name]]
     if metric.healthy == "below":
+        if numerator in _BELOW_CAUSES:
+            return [name for name in _BELOW_CAUSES[numerator] if row.mask & PREDICATES[name]]
         return [numerator]
+    if numerator == "perfect":
+        return [name for name in _IMPERFECTIONS if row.mask & PREDICATES[name]]
     if numerator == "valid_tracking":
         return ["missing_tracking"]
     if numerator == "on_time_delivery":

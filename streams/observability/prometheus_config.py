@@ -12,15 +12,16 @@ What a worker exports, per scrape (the export contract, ``docs/status-contract.m
   partition (7 per partition). 241 measured without lag; under
   :data:`FIXED_SAMPLES` up to 64 partitions on one worker.
 * **per exported seller**: at most the default profile's 8 metrics x (ratio,
-  numerator, denominator, status) plus up to 7 imperfect-order causes:
-  :data:`SAMPLES_PER_SELLER` (39; a seller exported because it alerts has only its
-  alerting metrics: 8.7 on average in ``make bench-scale``). With the default
+  numerator, denominator, status, headroom) plus up to 7 imperfect-order causes:
+  :data:`SAMPLES_PER_SELLER` (47; a seller exported because it alerts has only its
+  alerting metrics: 8.7 on average in ``make bench-scale`` before the headroom
+  series, which adds one for each metric in warning). With the default
   export mode only sellers in ``warning`` or ``breach`` (and the watch list) are
   exported, a few per cent of the sellers that have enough orders to be judged.
 
 **sample_limit = 200,000** per worker target: the fixed part plus
-``(200,000 - 1,000) / 39`` = 5,102 exported sellers with every metric and cause
-present (2.0 % of a worker holding 250,000 sellers; ~22,800 at the measured 8.7
+``(200,000 - 1,000) / 47`` = 4,234 exported sellers with every metric and cause
+present (1.7 % of a worker holding 250,000 sellers; ~22,800 at the measured 8.7
 series each). It is a ceiling, not a budget: a worker in
 ``POPSTREAM_EXPORT=all`` mode with 100,000 sellers (1.9M series) is refused rather
 than allowed to take a Prometheus that holds ~10M series down with it, and 16
@@ -69,9 +70,9 @@ SELF_JOB: Final = "prometheus"
 FIXED_SAMPLES: Final = 1_000
 """Fleet, catalog and pipeline samples of one worker (see the module docstring)."""
 
-SAMPLES_PER_SELLER: Final = len(default_catalog().metrics) * 4 + len(CAUSE_NAMES)
+SAMPLES_PER_SELLER: Final = len(default_catalog().metrics) * 5 + len(CAUSE_NAMES)
 """Per exported seller at most: the default profile's metrics (8) x (ratio,
-numerator, denominator, status), and 7 causes: 39."""
+numerator, denominator, status, headroom), and 7 causes: 47."""
 
 EXAMPLE_REMOTE_WRITE: Final = "http://victoriametrics:8428/api/v1/write"
 

@@ -4,6 +4,7 @@ recount from scratch; exactly the sellers that matter get per-seller series."""
 from __future__ import annotations
 
 import contextlib
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -114,6 +115,29 @@ def test_fleet_series_kept_by_difference_equal_a_recount(
                                  (("metric", name), ("seller_id", sid))))
                 assert ratio == (mv.numerator / mv.denominator
                                  if shown and mv.denominator else None)
+                room = got.get(("popstream_seller_metric_headroom_orders",
+                                (("metric", name), ("seller_id", sid))))
+                metric = engine.catalog.by_name(name)
+                assert room == (_brute_headroom(metric, mv.numerator, mv.denominator)
+                                if shown else None)
+
+
+def _brute_headroom(metric: Metric, n: int, d: int) -> int | None:
+    """Issue #13's headroom by counting: the largest k >= 0 that keeps the metric
+    unbreached with k more bad orders; None when breached or without orders."""
+    target = Fraction(Decimal(repr(metric.target)))
+
+    def ok(k: int) -> bool:
+        if metric.healthy == "below":
+            return Fraction(n + k, d) < target
+        return n - k >= 0 and Fraction(n - k, d) >= target
+
+    if d == 0 or not ok(0):
+        return None
+    k = 0
+    while ok(k + 1):
+        k += 1
+    return k
 
 
 def test_a_watch_listed_seller_is_exported_even_when_healthy() -> None:

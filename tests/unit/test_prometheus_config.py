@@ -91,8 +91,8 @@ def test_the_body_limit_never_trips_before_the_sample_limit() -> None:
 
 
 def test_the_sample_limit_leaves_room_for_thousands_of_exported_sellers() -> None:
-    assert len(default_catalog().metrics) * 4 + len(CAUSE_NAMES) == SAMPLES_PER_SELLER
-    assert DEFAULT_SIZING.exported_sellers == (200_000 - 1_000) // 39 == 5_102
+    assert len(default_catalog().metrics) * 5 + len(CAUSE_NAMES) == SAMPLES_PER_SELLER
+    assert DEFAULT_SIZING.exported_sellers == (200_000 - 1_000) // 47 == 4_234
     with pytest.raises(ValueError, match="must exceed the 1000 fixed samples"):
         ScrapeSizing(sample_limit=FIXED_SAMPLES)
 
