@@ -113,19 +113,45 @@ class _OrderEvents:
     events: list[tuple[int, Event]] = field(default_factory=list)  # (seq, event)
 
 
-def reference_report(
-    events: list[Event], now: int, catalog: Catalog | CatalogLike | None = None
-) -> dict[str, dict[str, dict[str, object]]]:
-    """``{seller: {metric: {numerator, denominator, value, target, breached,
-    status, window_days}}}`` exactly as ``popstream replay --format json`` prints it.
+@dataclass(frozen=True)
+class OrderFacts:
+    """One order as of now: who, when, and every predicate from its definition.
 
-    A seller is reported while at least one of its orders is in reach of a window
-    (purchased less than max(window_days + lag_days) days ago): one whose orders all
-    expired is absent, like one with none. With ``seller_response_rate`` in the
-    catalog, also while it has a buyer message needing a response as recent (sent
-    less than that many days ago), even with no order at all."""
-    catalog = catalog or default_catalog()
-    metrics: tuple[MetricLike, ...] = tuple(catalog.metrics)
+    ``predicates`` is keyed by the reference's names (:data:`V11_DEFINITIONS`),
+    plus ``on_time_delivery``, the catalog's spelling of ``delivered_on_time``."""
+
+    seller_id: str
+    order_id: str
+    purchased_at: int  # us
+    day: int  # UTC day of purchased_at
+    predicates: dict[str, bool]
+    delivered: bool  # some delivery at or before now
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """One buyer message needing a response, as of now (see :func:`_responses`)."""
+
+    seller_id: str
+    message_id: str
+    sent_at: int  # us: occurred_at of its latest event, the deadline runs from it
+    day: int  # UTC day of sent_at
+    counted: bool  # response_due: answered, or its deadline passed
+    on_time: bool  # answered by the deadline
+    answered: bool  # some reply at or before now
+
+
+@dataclass(frozen=True)
+class _Facts:
+    today: int
+    orders: dict[str, list[OrderFacts]]  # per seller: orders within the horizon
+    responses: dict[str, dict[str, list[MessageFacts]]]  # metric name -> seller -> msgs
+    sellers: set[str]  # the sellers the report shows
+
+
+def _facts(events: list[Event], now: int, metrics: tuple[MetricLike, ...]) -> _Facts:
+    """Every order's and buyer message's facts as of ``now``, straight from the
+    definitions; shared by :func:`reference_report` and :func:`reference_explain`."""
     today = now // US_PER_DAY
     horizon = max(m.window_days + lag_days(m) for m in metrics)
 
@@ -168,11 +194,12 @@ def reference_report(
             buyer_messages[(seller, last.order_id)] += 1
 
     # 4. Per order, each predicate from its definition.
-    per_order: dict[str, list[tuple[int, dict[str, bool]]]] = defaultdict(list)
+    per_order: dict[str, list[OrderFacts]] = defaultdict(list)
     for (seller, order_id), entry in orders.items():
         if entry.order is None:
             continue  # pending: never counts
-        purchase_day = to_us(entry.order.occurred_at) // US_PER_DAY
+        purchased_at = to_us(entry.order.occurred_at)
+        purchase_day = purchased_at // US_PER_DAY
         if today - purchase_day >= horizon:
             continue
         ship_by = to_us(entry.order.ship_by)
@@ -224,9 +251,13 @@ def reference_report(
         delivered_on_time = (delivery_due and delivered_at is not None
                              and deliver_by is not None and delivered_at <= deliver_by)
         per_order[seller].append(
-            (
-                purchase_day,
-                {
+            OrderFacts(
+                seller_id=seller,
+                order_id=order_id,
+                purchased_at=purchased_at,
+                day=purchase_day,
+                delivered=delivered_at is not None,
+                predicates={
                     "order": True,
                     "perfect": not imperfect,
                     "negative_feedback": negative,
@@ -243,6 +274,7 @@ def reference_report(
                     # v1.1
                     "delivery_due": delivery_due,
                     "delivered_on_time": delivered_on_time,
+                    "on_time_delivery": delivered_on_time,  # the catalog's name
                     "returned": any(isinstance(e, Return) for _, e in evs),
                     "item_not_received": item_not_received,
                     "claim_granted": claim_granted,
@@ -251,28 +283,53 @@ def reference_report(
             )
         )
 
-    # 5. Buyer messages for the response rate, per seller: (day, counted, on time).
+    # 5. Buyer messages for the response rate, per seller.
     responses = {m.name: _responses(kept, now, response_hours(m))
                  for m in metrics if m.name == RESPONSE_RATE}
     sellers = set(per_order)
     for m in metrics:
         if m.name == RESPONSE_RATE:
             sellers |= {seller for seller, needing in responses[m.name].items()
-                        if any(today - day < horizon for day, _, _ in needing)}
+                        if any(today - msg.day < horizon for msg in needing)}
+    return _Facts(today=today, orders=per_order, responses=responses, sellers=sellers)
+
+
+def _definition(m: MetricLike) -> tuple[str, str]:
+    """(numerator, denominator) predicates the reference counts for an order metric:
+    by name for issue #12's metrics, else the catalog's."""
+    return V11_DEFINITIONS.get(m.name, (m.numerator, m.denominator))
+
+
+def reference_report(
+    events: list[Event], now: int, catalog: Catalog | CatalogLike | None = None
+) -> dict[str, dict[str, dict[str, object]]]:
+    """``{seller: {metric: {numerator, denominator, value, target, breached,
+    status, window_days}}}`` exactly as ``popstream replay --format json`` prints it.
+
+    A seller is reported while at least one of its orders is in reach of a window
+    (purchased less than max(window_days + lag_days) days ago): one whose orders all
+    expired is absent, like one with none. With ``seller_response_rate`` in the
+    catalog, also while it has a buyer message needing a response as recent (sent
+    less than that many days ago), even with no order at all."""
+    catalog = catalog or default_catalog()
+    metrics: tuple[MetricLike, ...] = tuple(catalog.metrics)
+    facts = _facts(events, now, metrics)
+    today = facts.today
 
     # 6. Windows: orders purchased (messages sent) on the W UTC days ending L days
     #    before today.
     report: dict[str, dict[str, dict[str, object]]] = {}
-    for seller in sorted(sellers):
+    for seller in sorted(facts.sellers):
         cells: dict[str, dict[str, object]] = {}
         for m in metrics:
             if m.name == RESPONSE_RATE:
-                counted = [on_time for day, due, on_time in responses[m.name].get(seller, [])
-                           if due and in_window(m, today, day)]
+                counted = [msg.on_time for msg in facts.responses[m.name].get(seller, [])
+                           if msg.counted and in_window(m, today, msg.day)]
                 num, den = sum(counted), len(counted)
             else:
-                numerator, denominator = V11_DEFINITIONS.get(m.name, (m.numerator, m.denominator))
-                orders_in = [p for d, p in per_order.get(seller, []) if in_window(m, today, d)]
+                numerator, denominator = _definition(m)
+                orders_in = [o.predicates for o in facts.orders.get(seller, [])
+                             if in_window(m, today, o.day)]
                 num = sum(1 for p in orders_in if p[numerator])
                 den = sum(1 for p in orders_in if p[denominator])
             value = num / den if den else None
@@ -296,9 +353,9 @@ def _status_in(claim: Event | None, *statuses: str) -> bool:
 
 def _responses(
     kept: Iterable[tuple[int, Event]], now: int, hours: int
-) -> dict[str, list[tuple[int, bool, bool]]]:
-    """Per seller, one ``(day, counted, answered_on_time)`` per buyer message that
-    needs a response, straight from issue #12's definition.
+) -> dict[str, list[MessageFacts]]:
+    """Per seller, the facts of each buyer message that needs a response, straight
+    from issue #12's definition.
 
     A buyer message is a (seller_id, message_id) whose latest event (ties to the
     later processed) is the buyer's with ``response_needed``; its day is the UTC day
@@ -316,7 +373,7 @@ def _responses(
         threads[(ev.seller_id, ev.message_id)].append((seq, ev))
         if ev.sender == "seller" and ev.in_reply_to is not None:
             replies[(ev.seller_id, ev.in_reply_to)].append(to_us(ev.occurred_at))
-    out: dict[str, list[tuple[int, bool, bool]]] = defaultdict(list)
+    out: dict[str, list[MessageFacts]] = defaultdict(list)
     for (seller, message_id), thread in threads.items():
         _, last = max(thread, key=lambda p: (to_us(p[1].occurred_at), p[0]))
         if last.sender != "buyer" or not last.response_needed:
@@ -327,9 +384,11 @@ def _responses(
         first = min(answers) if answers else None
         counted = first is not None or now > deadline
         on_time = first is not None and first <= deadline
-        out[seller].append((asked // US_PER_DAY, counted, on_time))
+        out[seller].append(MessageFacts(
+            seller_id=seller, message_id=message_id, sent_at=asked,
+            day=asked // US_PER_DAY, counted=counted, on_time=on_time,
+            answered=first is not None))
     return out
-
 
 
 def _judge(m: MetricLike, num: int, den: int) -> tuple[bool | None, str]:
