@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Protocol
 
 from streams.engine.catalog import Catalog, default_catalog
@@ -416,3 +418,197 @@ def _judge(m: MetricLike, num: int, den: int) -> tuple[bool | None, str]:
     if breached and bad >= m.min_count:
         return breached, "breach"
     return breached, "warning" if warned else "healthy"
+
+
+# --- issue #13: the orders behind a metric ------------------------------------------
+
+IMPERFECTIONS: tuple[str, ...] = (
+    "negative_feedback", "a_to_z_claim", "chargeback", "seller_cancellation",
+    "late_shipment", "refunded", "buyer_message",
+)
+DEFECTS: tuple[str, ...] = ("negative_feedback", "a_to_z_claim", "chargeback")
+TRANSACTION_DEFECTS: tuple[str, ...] = ("seller_cancellation", "claim_granted")
+
+_CATALOG_SPELLING = {"delivered_on_time": "on_time_delivery"}
+
+
+@dataclass(frozen=True)
+class _Item:
+    """An order (or a buyer message) as one metric sees it."""
+
+    ident: str
+    instant: int  # purchase instant (sent_at for a message), us
+    day: int
+    in_num: bool
+    in_den: bool
+    causes: list[str]  # why it counts against the metric (meaningful when it does)
+
+
+def utc_text(us: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ``, with ``.ffffff`` before the Z only when the
+    microseconds are not 0."""
+    day, rest = divmod(us, US_PER_DAY)
+    seconds, micros = divmod(rest, 1_000_000)
+    hours, rest_s = divmod(seconds, 3600)
+    minutes, secs = divmod(rest_s, 60)
+    text = f"{date_text(day)}T{hours:02d}:{minutes:02d}:{secs:02d}"
+    return text + (f".{micros:06d}Z" if micros else "Z")
+
+
+def date_text(day: int) -> str:
+    """``YYYY-MM-DD`` of a UTC day number (days since 1970-01-01)."""
+    from datetime import date, timedelta
+
+    d = date(1970, 1, 1) + timedelta(days=day)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
+def _order_causes(pred: str, healthy: str, o: OrderFacts) -> list[str]:
+    """Issue #13's causes, chosen by the numerator predicate (catalog spelling)."""
+    p = o.predicates
+    if healthy == "at_least" and pred == "perfect":
+        return [c for c in IMPERFECTIONS if p[c]]
+    if healthy == "below" and pred == "defect":
+        return [c for c in DEFECTS if p[c]]
+    if healthy == "below" and pred == "transaction_defect":
+        return [c for c in TRANSACTION_DEFECTS if p[c]]
+    if healthy == "at_least" and pred == "valid_tracking":
+        return ["missing_tracking"]
+    if healthy == "at_least" and pred == "on_time_delivery":
+        return ["late_delivery"] if o.delivered else ["not_delivered"]
+    return [pred] if healthy == "below" else ["not_" + pred]
+
+
+def _items(m: MetricLike, facts: _Facts, seller: str) -> list[_Item]:
+    """Every order (message) of the seller the reference holds, with what ``m``
+    counts of it."""
+    if m.name == RESPONSE_RATE:
+        pred = "responded_on_time"
+        out = []
+        for msg in facts.responses[m.name].get(seller, []):
+            if m.healthy == "at_least" and pred == "responded_on_time":
+                causes = ["late_response"] if msg.answered else ["no_response"]
+            else:
+                causes = [pred] if m.healthy == "below" else ["not_" + pred]
+            out.append(_Item(msg.message_id, msg.sent_at, msg.day,
+                             msg.counted and msg.on_time, msg.counted, causes))
+        return out
+    numerator, denominator = _definition(m)
+    pred = _CATALOG_SPELLING.get(numerator, numerator)
+    return [_Item(o.order_id, o.purchased_at, o.day, o.predicates[numerator],
+                  o.predicates[denominator], _order_causes(pred, m.healthy, o))
+            for o in facts.orders.get(seller, [])]
+
+
+def _against(m: MetricLike, item: _Item) -> bool:
+    """Counts against ``m``: a ``below`` metric's numerator, an ``at_least``
+    metric's denominator outside its numerator."""
+    return item.in_num if m.healthy == "below" else item.in_den and not item.in_num
+
+
+def _breached(m: MetricLike, n: int, d: int, target: Fraction) -> bool:
+    """The exact comparison; no orders is not breached."""
+    if d == 0:
+        return False
+    return Fraction(n, d) >= target if m.healthy == "below" else Fraction(n, d) < target
+
+
+def _count(m: MetricLike, items: list[_Item], today: int) -> tuple[int, int]:
+    inside = [i for i in items if in_window(m, today, i.day)]
+    return sum(i.in_num for i in inside), sum(i.in_den for i in inside)
+
+
+def reference_explain(
+    events: list[Event],
+    now: int,
+    seller_id: str,
+    catalog: Catalog | CatalogLike | None = None,
+    metric: str | None = None,
+) -> dict[str, object] | None:
+    """Issue #13's explain document for one seller, without paging (every order;
+    ``next_cursor`` always None), by brute force: headroom and orders_to_recover
+    by trying k and m one by one, recovers_on by recomputing the metric day after
+    day over the orders frozen as they are at ``now``.
+
+    None when the seller is not in :func:`reference_report`; ``KeyError`` for a
+    ``metric`` the catalog does not have."""
+    catalog = catalog or default_catalog()
+    metrics: tuple[MetricLike, ...] = tuple(catalog.metrics)
+    chosen = [m for m in metrics if metric is None or m.name == metric]
+    if not chosen:
+        raise KeyError(metric)
+    report = reference_report(events, now, catalog)
+    if seller_id not in report:
+        return None
+    facts = _facts(events, now, metrics)
+    today = facts.today
+    docs: dict[str, object] = {}
+    for m in chosen:
+        cell = report[seller_id][m.name]
+        lag, width = lag_days(m), m.window_days
+        target = Fraction(Decimal(repr(m.target)))
+        items = _items(m, facts, seller_id)
+        n, d = _count(m, items, today)
+        assert (n, d) == (cell["numerator"], cell["denominator"]), (m.name, n, d, cell)
+        breached = cell["breached"]
+        assert breached == (_breached(m, n, d, target) if d else None)
+
+        headroom: int | None = None
+        if d and not breached:
+            k = 0
+            if m.healthy == "below":
+                while Fraction(n + k + 1, d) < target:
+                    k += 1
+            else:
+                while Fraction(n - k - 1, d) >= target:
+                    k += 1
+            headroom = k
+
+        to_recover: int | None = None
+        recovers_on: str | None = None
+        if breached:
+            reachable = target > 0 if m.healthy == "below" else target < 1
+            if reachable:
+                more = 1
+                if m.healthy == "below":
+                    while not Fraction(n, d + more) < target:
+                        more += 1
+                else:
+                    while not Fraction(n + more, d + more) >= target:
+                        more += 1
+                to_recover = more
+            # Day by day until the window holds only days after today (empty).
+            last_breached = today
+            for t in range(today + 1, today + lag + width + 1):
+                if _breached(m, *_count(m, items, t), target):
+                    last_breached = t
+            recovers_on = date_text(last_breached + 1)
+
+        window = range(today - lag - width + 1, today - lag + 1)
+        days = [{"date": date_text(day),
+                 "denominator": sum(1 for i in items if i.day == day and i.in_den),
+                 "bad": sum(1 for i in items if i.day == day and _against(m, i))}
+                for day in window]
+        bad = sorted((i for i in items if i.day in window and _against(m, i)),
+                     key=lambda i: (i.instant, i.ident))
+        id_key, at_key = (("message_id", "sent_at") if m.name == RESPONSE_RATE
+                          else ("order_id", "purchased_at"))
+        orders = [{id_key: i.ident, at_key: utc_text(i.instant), "causes": i.causes,
+                   "leaves_window_on": date_text(i.day + lag + width)} for i in bad]
+        docs[m.name] = {
+            "numerator": n,
+            "denominator": d,
+            "value": cell["value"],
+            "target": m.target,
+            "breached": breached,
+            "status": cell["status"],
+            "window_days": width,
+            "lag_days": lag,
+            "headroom": headroom,
+            "orders_to_recover": to_recover,
+            "recovers_on": recovers_on,
+            "days": days,
+            "orders": orders,
+            "next_cursor": None,
+        }
+    return {"as_of": utc_text(now), "seller_id": seller_id, "metrics": docs}
