@@ -96,6 +96,8 @@ svg.chart .hit { fill: transparent; }
 svg.chart .share { fill: #1d232a; }
 svg.chart .off-scale { fill: #1d232a; }
 svg.chart line.target { stroke: #c62828; stroke-width: 2; }
+svg.chart text.target-label, svg.chart text.window-label {
+  paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
 svg.chart text.target-label { fill: #c62828; font-weight: 600; }
 svg.chart line.window { stroke: #1d232a; stroke-width: 1.5; stroke-dasharray: 6 4; }
 svg.chart text.window-label { fill: #1d232a; }
