@@ -19,7 +19,8 @@ Machine-readable hooks, for the browser tests (``tests/browser.py`` reads them):
 * ``data-field="F"``: the element shows the document's field ``F``; its *figure* is
   its ``data-value`` attribute when it has one (``repr`` of a float: ``value``,
   ``target``; the cursor of ``next_cursor``), else its text, which is then exactly
-  the document's integer or string, ``—`` for null;
+  the document's integer or string, ``—`` for null (a null ``value`` has no
+  ``data-value``);
 * order rows are ``<tr class="order" data-row="I">`` whose cells carry the entry's
   keys as ``data-field`` (``causes``: the causes joined by ``", "``);
 * chart days are ``<g class="day" data-date=.. data-denominator=.. data-bad=..>``.
@@ -265,14 +266,14 @@ def _metric_section(name: str, m: Mapping[str, Any], spec: Metric | None) -> str
     span = f" · {noun[0]} {_e(first)} .. {_e(last)}" if first and last else ""
     figures = [
         _fig("value",
-             f'<span class="big" data-field="value" data-value="{_e(repr(m.get("value")))}">'
+             f'<span class="big" data-field="value"{_float_attr(m.get("value"))}>'
              f'{_e(_value_text(m))}</span><br>'
              f'<span data-field="numerator">{_e(_int_text(m.get("numerator")))}</span> / '
              f'<span data-field="denominator">{_e(_int_text(m.get("denominator")))}</span> '
              f'{noun[1]}'),
         _fig("target",
              f'<span data-field="direction">{_e(_direction(spec))}</span> '
-             f'<span class="big" data-field="target" data-value="{_e(repr(m.get("target")))}">'
+             f'<span class="big" data-field="target"{_float_attr(m.get("target"))}>'
              f'{_e(_percent(m.get("target")))}</span>'),
         _fig("status", f'<span class="status {status}" data-field="status">'
                        f'{_e(m.get("status", NULL))}</span>'),
@@ -537,8 +538,8 @@ def _seller_cell(spec: Metric, m: Mapping[str, Any] | None, filtered: bool) -> s
     return (f'<td class="cell {status}{mark}" data-metric="{_e(spec.name)}" '
             f'data-status="{_e(m.get("status", ""))}">'
             f'<span class="status {status}" data-field="status">{_e(m.get("status", NULL))}'
-            f'</span><span class="detail"><b data-field="value" '
-            f'data-value="{_e(repr(m.get("value")))}">{_e(_value_text(m))}</b> '
+            f'</span><span class="detail"><b data-field="value"'
+            f'{_float_attr(m.get("value"))}>{_e(_value_text(m))}</b> '
             f'(<span data-field="numerator">{_e(_int_text(m.get("numerator")))}</span>/'
             f'<span data-field="denominator">{_e(_int_text(m.get("denominator")))}</span>'
             f')</span><span class="detail">{detail}</span></td>')
@@ -623,6 +624,14 @@ def _status_class(status: object) -> str:
 
 def _status_badge(status: object) -> str:
     return f'<span class="status {_status_class(status)}">{_e(status or NULL)}</span>'
+
+
+def _float_attr(value: object) -> str:
+    """`` data-value="repr"`` for a number, so a test reads the exact float behind a
+    rounded percentage; nothing for null (the figure is then the text, ``—``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f' data-value="{_e(repr(value))}"'
+    return ""
 
 
 def _int(value: object) -> int:
