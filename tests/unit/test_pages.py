@@ -178,6 +178,10 @@ CATALOGS = {"amazon": default_catalog(), "walmart": profile_catalog("walmart"),
 def test_seller_page_shows_the_documents_figures(profile: str) -> None:
     catalog = CATALOGS[profile]
     doc = seller_doc(catalog)
+    # One metric without orders in its window: value and headroom null.
+    last = catalog.metrics[-1]
+    doc["metrics"][last.name] = metric_doc(last, [(0, 0)] * last.window_days)
+    assert doc["metrics"][last.name]["value"] is None
     for spec in catalog.metrics:
         check_headroom_formulas(doc["metrics"][spec.name], spec)
     page = seller_page(doc, catalog=catalog)
@@ -275,9 +279,8 @@ def test_verdict_headroom_or_recovery() -> None:
     figures = metric_figures(seller_page(
         {"as_of": AS_OF, "seller_id": "S", "metrics": {"refund_rate": empty}},
         catalog=catalog))["refund_rate"]
-    assert figures["value"] == "None"
-    assert figures["headroom"] == figures["orders_to_recover"] == NULL
-    assert 'data-value="None">—</span>' in seller_page(
+    assert figures["value"] == figures["headroom"] == figures["orders_to_recover"] == NULL
+    assert '<span class="big" data-field="value">—</span>' in seller_page(
         {"as_of": AS_OF, "seller_id": "S", "metrics": {"refund_rate": empty}}, catalog=catalog)
 
 
