@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Debian's Prometheus, promtool, Alertmanager, amtool and VictoriaMetrics (the
-# remote_write target) for the e2e tests.
+# Debian's Prometheus, promtool, Alertmanager, amtool, VictoriaMetrics (the
+# remote_write target) and Chromium (headless, for the seller pages) for the e2e tests.
 # Idempotent and quiet when everything is there; needs root or sudo otherwise.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -3,8 +3,9 @@
 Starts an embedded Apache Kafka (unless ``KAFKA_BOOTSTRAP_SERVERS`` points at one),
 creates the topics, runs a worker (its /metrics and /api/sellers on
 ``--web-port``), simulates marketplace traffic with a few sellers drifting into
-breach, and shows the worst sellers per metric as they change. Ctrl-C (or
-``--duration``) stops everything it started, in reverse order.
+breach, and shows the worst sellers as they change: one table of sellers by
+metrics that fits the terminal, pointing at the worker's seller pages for the
+rest. Ctrl-C (or ``--duration``) stops everything it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +32,9 @@ from streams.engine.catalog import DEFAULT_PROFILE, Catalog, resolve_catalog
 from streams.runtime.topics import create_topics
 from streams.settings import Settings, from_env
 from streams.simulate import SimulationSpec, SimulationStats, simulate
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
 
 
 @dataclass
@@ -90,43 +94,205 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return buckets[-1][0]
 
 
-def render(view: View, sim: SimulationStats, started: float, catalog: Catalog) -> Any:
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
+# Lines of the live view besides the header's and the rows (see DemoView): the
+# table's two header lines and the rule under them (its box has no top or
+# bottom edge), and the footer.
+_TABLE_CHROME = 3
+_FOOTER_LINES = 1
+_SELLER_MIN_WIDTH = len("seller")
+_CELL_WIDTH = 8  # "!100.00%": a mark, then the value in percent with two decimals
+_MARKS = {"breach": ("!", "bold red"), "warning": ("~", "yellow"),
+          "healthy": ("", ""), "insufficient_volume": ("·", "dim")}
 
-    p50, p99 = view.latency
-    lat = "n/a" if p99 is None else f"p50 <= {p50:.3g} s, p99 <= {p99:.3g} s"
-    c = view.counters
-    header = Text(
-        f"popstream demo — {time.monotonic() - started:,.0f} s — sent {sim.backfilled:,} "
-        f"backfill + {sim.live:,} live events — worker applied "
-        f"{c.get('popstream_events_processed_total', 0):,.0f}, invalid "
-        f"{c.get('popstream_events_invalid_total', 0):,.0f}, pending orders "
-        f"{c.get('popstream_pending_orders', 0):,.0f} — latency {lat}\n"
-        f"/metrics and /api/sellers on http://127.0.0.1:{view.port} — Ctrl-C stops",
-        style="bold",
-    )
-    parts: list[Any] = [header]
-    if view.error:
-        parts.append(Text(view.error, style="yellow"))
-    for metric in catalog.metrics:
-        rows = [(sid, ms[metric.name]) for sid, ms in view.sellers.items()
-                if ms[metric.name]["value"] is not None]
-        sign = 1.0 if metric.healthy == "at_least" else -1.0
-        rows.sort(key=lambda r: sign * r[1]["value"])
-        breached = sum(1 for _, mv in rows if mv["breached"])
-        op = ">=" if metric.healthy == "at_least" else "<"
-        table = Table(title=f"{metric.name} ({metric.window_days} d, healthy {op} "
-                      f"{metric.target:g}): {breached} in breach", title_justify="left",
-                      expand=False)
-        for col in ("seller", "value", "num/den", ""):
-            table.add_column(col)
-        for sid, mv in rows[:4]:
-            table.add_row(sid, f"{mv['value']:.4f}", f"{mv['numerator']}/{mv['denominator']}",
-                          "[red]BREACH[/]" if mv["breached"] else "[green]ok[/]")
-        parts.append(table)
-    return Group(*parts)
+
+def short_names(catalog: Catalog) -> dict[str, str]:
+    """Column headers short enough for eight metrics in 120 columns.
+
+    The initials of the words, as marketplaces abbreviate them (ODR, LSR, PFCR,
+    VTR, OTDR), words with digits kept whole (``late_shipment_rate_30d``: LSR30d).
+    Names whose initials collide (walmart's refund_rate and return_rate) spell out
+    more of their first word (RefR, RetR); the full names are in the
+    ``catalog:`` line ``run_demo`` prints before the view starts.
+    """
+
+    def initials(name: str) -> str:
+        return "".join(w if any(ch.isdigit() for ch in w) else w[0].upper()
+                       for w in name.split("_") if w)
+
+    def longer(name: str) -> str:
+        first, *rest = [w for w in name.split("_") if w] or [name]
+        return first[:3].capitalize() + initials("_".join(rest))
+
+    names = [m.name for m in catalog.metrics]
+    short = {n: initials(n) or n[:6] for n in names}
+    for attempt in (longer, lambda n: n[:8]):
+        taken = list(short.values())
+        for n in names:
+            if taken.count(short[n]) > 1:
+                short[n] = attempt(n)
+    taken = list(short.values())
+    for i, n in enumerate(names):  # still the same: number them ("#" is in no name)
+        if taken.count(short[n]) > 1:
+            short[n] = f"{short[n][:5]}#{i + 1}"
+    return short
+
+
+def _percent(value: float) -> str:
+    """A fraction as a compact percentage: two decimals, so a value just on the
+    wrong side of a 99 % target does not read as 99 %; 0 and 1 without them."""
+    if value in (0.0, 1.0):
+        return f"{value * 100:.0f}%"
+    return f"{value * 100:.2f}%"
+
+
+def _shorten(seller_id: str, width: int) -> str:
+    """``seller_id`` in at most ``width`` characters: an ellipsis in the middle
+    keeps both ends, as ids that share a prefix differ in their tail."""
+    if len(seller_id) <= width:
+        return seller_id
+    head = width // 2
+    tail = width - 1 - head
+    return seller_id[:head] + "…" + (seller_id[-tail:] if tail > 0 else "")
+
+
+def _status(mv: dict[str, Any] | None) -> str:
+    """A cell's status, from ``status`` (or ``breached`` and ``value`` when a
+    payload lacks it); no entry at all is no data."""
+    if not mv:
+        return "insufficient_volume"
+    status = mv.get("status")
+    if status in _MARKS:
+        return str(status)
+    if mv.get("value") is None:
+        return "insufficient_volume"
+    return "breach" if mv.get("breached") else "healthy"
+
+
+def rank_sellers(sellers: dict[str, Any], catalog: Catalog) -> list[tuple[str, int, int]]:
+    """``(seller_id, breaches, warnings)`` over the catalog's metrics, worst first:
+    more breaches, then more warnings, then by id (a stable order, so rows do not
+    shuffle between refreshes while nothing changes)."""
+    ranked = []
+    for sid, ms in sellers.items():
+        statuses = [_status(ms.get(m.name)) for m in catalog.metrics]
+        ranked.append((sid, statuses.count("breach"), statuses.count("warning")))
+    ranked.sort(key=lambda r: (-r[1], -r[2], r[0]))
+    return ranked
+
+
+class DemoView:
+    """The live view: a few header lines, one table of the worst sellers (one
+    column per metric of the catalog) and a footer.
+
+    A renderable rather than a finished ``Group`` because how many sellers fit
+    depends on the terminal: rich hands ``__rich_console__`` its size, so the
+    view takes as many rows as the terminal has left (32 of 40 rows, 31 under
+    an error line) and shortens the seller ids to what the metric columns leave
+    of its width (32 of 120 columns with amazon's eight metrics). Every line
+    stays one line whatever its length (no wrapping, an ellipsis instead), so
+    the count of lines is known before rendering and the view never scrolls.
+    """
+
+    def __init__(self, view: View, sim: SimulationStats, started: float,
+                 catalog: Catalog) -> None:
+        self.view = view
+        self.sim = sim
+        self.elapsed = time.monotonic() - started
+        self.catalog = catalog
+
+    def header(self) -> list[Any]:
+        """Four lines of facts, then the worker's error if any: what was sent
+        and applied, how fast, where the endpoints and the seller pages are, and
+        what the cells' marks mean (so the footer has room for the counts)."""
+        from rich.text import Text
+
+        view, sim, c = self.view, self.sim, self.view.counters
+        base = f"http://127.0.0.1:{view.port}"
+        p50, p99 = view.latency
+        lat = "n/a" if p50 is None or p99 is None else f"p50 ≤ {p50:.3g} s, p99 ≤ {p99:.3g} s"
+        lines = [
+            (f"popstream demo — {self.elapsed:,.0f} s — Ctrl-C stops", "bold"),
+            (f"sent {sim.backfilled:,} backfill + {sim.live:,} live events — worker applied "
+             f"{c.get('popstream_events_processed_total', 0):,.0f}, invalid "
+             f"{c.get('popstream_events_invalid_total', 0):,.0f}, pending orders "
+             f"{c.get('popstream_pending_orders', 0):,.0f}", ""),
+            (f"latency {lat} — /metrics and /api/sellers on {base}", ""),
+            (f"seller pages: {base}/sellers — cells: value in %, ! breach, ~ warning, "
+             f"· too few orders or no data", ""),
+        ]
+        out = [Text(t, style=s, no_wrap=True, overflow="ellipsis") for t, s in lines]
+        if view.error:
+            out.append(Text(view.error, style="yellow", no_wrap=True, overflow="ellipsis"))
+        return out
+
+    def table(self, ranked: list[tuple[str, int, int]], width: int) -> Any:
+        """One row per seller of ``ranked``, one column per metric headed by its
+        short name and its line (``<1% 60d``: healthy below 1 % over 60 days).
+
+        Widths are set, not measured by rich: a metric column is as wide as its
+        header or a cell, the seller column takes what is left of ``width`` (up
+        to the longest id), so eight metrics fit 120 columns with room for ids.
+        """
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        short = short_names(self.catalog)
+        heads = []
+        for m in self.catalog.metrics:
+            op = "≥" if m.healthy == "at_least" else "<"
+            sub = f"{op}{m.target * 100:g}% {m.window_days}d"
+            heads.append((m, f"{short[m.name]}\n{sub}",
+                          max(_CELL_WIDTH, len(short[m.name]), len(sub))))
+        # Each column has one space of padding on either side and one space
+        # between columns; the edges have no padding (pad_edge=False).
+        room = width - sum(w + 3 for _, _, w in heads)
+        longest = max((len(sid) for sid, _, _ in ranked), default=0)
+        seller_width = max(_SELLER_MIN_WIDTH, min(room, longest))
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      padding=(0, 1), expand=False)
+        table.add_column("seller\n", width=seller_width, no_wrap=True, overflow="ellipsis")
+        for _, head, w in heads:
+            table.add_column(head, width=w, justify="right", no_wrap=True,
+                             overflow="ellipsis")
+        for sid, _, _ in ranked:
+            ms = self.view.sellers[sid]
+            # Text, not a str: an id is shown as it is, never read as markup.
+            cells: list[Any] = [Text(_shorten(sid, seller_width))]
+            for m, _, _ in heads:
+                mv = ms.get(m.name)
+                status = _status(mv)
+                mark, style = _MARKS[status]
+                value = None if not mv else mv.get("value")
+                cells.append(Text("·" if value is None else mark + _percent(value),
+                                  style=style))
+            table.add_row(*cells)
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        header = self.header()
+        height = options.height or options.size.height
+        room = max(0, height - len(header) - _TABLE_CHROME - _FOOTER_LINES)
+        ranked = rank_sellers(self.view.sellers, self.catalog)
+        shown = ranked[:room]
+        breach = sum(1 for _, b, _ in ranked if b)
+        warning = sum(1 for _, b, w in ranked if w and not b)
+        footer = Text(
+            f"{breach} of {len(ranked)} sellers in breach, {warning} in warning; "
+            f"{len(shown)} shown — open http://127.0.0.1:{self.view.port}/sellers/<id>",
+            no_wrap=True, overflow="ellipsis",
+        )
+        yield from header
+        yield self.table(shown, options.max_width)
+        yield footer
+
+
+def render(view: View, sim: SimulationStats, started: float, catalog: Catalog) -> Any:
+    """The live view (see ``DemoView``): one table that fits the terminal, where
+    six stacked tables of the worst sellers per metric overflowed 60 rows."""
+    return DemoView(view, sim, started, catalog)
 
 
 @contextlib.contextmanager
