@@ -34,6 +34,9 @@ POPSTREAM_FAST_PATH        0 = Faust's stock per-message path (default 1: batche
 POPSTREAM_EXPORT           per-seller series: alerting (default: sellers in warning
                            or breach, plus the watch list) or all (streams.fleet)
 POPSTREAM_WATCHLIST        a file of seller ids (one a line) always exported
+POPSTREAM_GRAFANA_URL      the Grafana seller dashboard, linked from the seller
+                           pages with the seller id appended (e.g.
+                           http://grafana:3000/d/popstream-seller/seller?var-seller_id=)
 POPSTREAM_INSTANCE_ID      static group membership (KIP-345): a worker restarted
                            under the same id takes its partitions straight back
                            instead of waiting out the session timeout; it must
@@ -175,6 +178,7 @@ class Settings:
     future_horizon: float = 3 * DAY
     export: str = "alerting"  # streams.fleet: per-seller series for which sellers
     watchlist: Path | None = None  # sellers always exported, one id per line
+    grafana_url: str | None = None  # seller dashboard URL, the seller id appended
 
     def validate(self) -> Settings:
         self.security.validate()
@@ -242,6 +246,10 @@ class Settings:
             raise ConfigError(
                 f"POPSTREAM_EXPORT must be 'alerting' (per-seller series for sellers in "
                 f"warning or breach) or 'all', got {self.export!r}")
+        if self.grafana_url is not None and not self.grafana_url.startswith(
+                ("http://", "https://")):
+            raise ConfigError(f"POPSTREAM_GRAFANA_URL must be an http(s) URL, got "
+                              f"{self.grafana_url!r}")
         if self.watchlist is not None and not self.watchlist.is_file():
             raise ConfigError(f"POPSTREAM_WATCHLIST: no such file {str(self.watchlist)!r}")
         if not 0 < self.flush_interval < float("inf"):
@@ -337,5 +345,6 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         future_horizon=_float(env, "POPSTREAM_FUTURE_HORIZON", 3 * DAY),
         export=env.get("POPSTREAM_EXPORT", "alerting").strip().lower() or "alerting",
         watchlist=_path(env, "POPSTREAM_WATCHLIST"),
+        grafana_url=env.get("POPSTREAM_GRAFANA_URL", "").strip() or None,
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None}).validate()

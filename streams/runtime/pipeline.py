@@ -45,6 +45,7 @@ from streams.engine.events import (
     split_batch,
     type_tag,
 )
+from streams.engine.explain import headroom, orders_to_recover
 from streams.errors import ConfigError, ConflictingEvent, InvalidEvent, TooFarAhead
 from streams.fleet import FleetExporter
 from streams.runtime.changelog import ChangelogWriter, Record, assemble
@@ -61,6 +62,7 @@ _OWNERS_MAX: Final = 1 << 16
 # Sellers the fleet exporter re-counts in one go (~15-40 us each): ~25 ms of loop.
 REFRESH_SLICE: Final = 1000
 DEFAULT_PAGE: Final = 1000
+INDEX_PAGE: Final = 100  # rows of the /sellers page
 MAX_PAGE: Final = 10_000
 
 
@@ -488,6 +490,46 @@ class Pipeline:
                 break
             page[seller_id] = {name: mv.to_dict() for name, mv in shown.items()}
         return {"as_of": format_us(engine.now), "sellers": page, "next_cursor": next_cursor}
+
+    def alerting_rows(self, metric: str | None = None, limit: int = INDEX_PAGE,
+                      cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The ``/sellers`` page: sellers in warning or breach (on ``metric``, or on
+        any metric), worst first (:func:`streams.pages.worst_first_key`), ``limit``
+        from position ``cursor`` on, and the next position (None on the last page).
+
+        The candidates are the exported sellers in the default export mode (exactly
+        those in warning or breach, plus the watch list): a few per cent of a
+        worker's sellers, each ranked from its counts. Positions are in the order of
+        the moment: a seller that changes status between two pages may move."""
+        from streams.pages import worst_first_key
+
+        start = int(cursor) if cursor is not None else 0
+        engine, fleet = self.engine, self.fleet
+        caught_up = fleet.refresh(limit=REFRESH_SLICE) == 0
+        candidates: Iterable[str] = (
+            fleet.exported if fleet.mode == "alerting" and caught_up else engine.seller_ids())
+        plan = [m for m in engine.catalog.metrics if metric is None or m.name == metric]
+        rows: list[dict[str, Any]] = []
+        for seller_id in candidates:
+            seller = engine.sellers.get(seller_id)
+            if seller is None or not seller.sums[-1]:
+                continue
+            values = engine.seller_metrics(seller_id)
+            if all(values[m.name].status not in ("warning", "breach") for m in plan):
+                continue
+            figures = {}
+            for m in engine.catalog.metrics:
+                mv = values[m.name]
+                figures[m.name] = {
+                    **mv.to_dict(),
+                    "headroom": headroom(m, mv.numerator, mv.denominator),
+                    "orders_to_recover": orders_to_recover(m, mv.numerator, mv.denominator),
+                }
+            rows.append({"seller_id": seller_id, "metrics": figures})
+        rows.sort(key=lambda row: worst_first_key(row, metric))
+        page = rows[start:start + limit]
+        more = start + limit < len(rows)
+        return page, str(start + limit) if more else None
 
     def _sorted_ids(self) -> list[str]:
         key = (self.fleet.tracked, len(self.engine.sellers), self.fleet.version)

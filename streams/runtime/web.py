@@ -1,4 +1,5 @@
-"""The worker's HTTP views: ``/metrics``, ``/health``, ``/api/sellers[/{id}]``.
+"""The worker's HTTP views: ``/metrics``, ``/health``, ``/api/sellers[/{id}]``,
+``/api/sellers/{id}/explain`` and the HTML pages ``/sellers[/{id}]`` (issue #13).
 
 Until the worker's first recovery is done its state is partial, and a partial
 page is worse than none: to Prometheus, a valid ``/metrics`` without a seller's
@@ -10,14 +11,18 @@ and ``/api`` answer 503 until then; ``/health`` always answers, with ``status``
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp.web import StreamResponse
 
 from streams.engine.catalog import STATUSES
+from streams.engine.explain import MAX_LIMIT, BadCursor, explain_seller
+from streams.pages import seller_page, sellers_index
 from streams.runtime.pipeline import MAX_PAGE, Pipeline
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,8 +59,48 @@ def page_query(params: dict[str, str], pipeline: Pipeline) -> dict[str, Any] | s
     return out
 
 
-def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]) -> None:
-    """Register the views on a Faust app (``health`` adds the worker's own checks)."""
+def explain_query(params: dict[str, str], pipeline: Pipeline) -> dict[str, Any] | str:
+    """``/api/sellers/{id}/explain`` (and ``/sellers/{id}``) query parameters,
+    validated: keyword arguments of :func:`explain_seller`, or the message of a 400."""
+    allowed = {"metric", "limit", "cursor"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        return f"unknown parameters {unknown}; allowed: {sorted(allowed)}"
+    out: dict[str, Any] = {}
+    metric = params.get("metric")
+    if metric:
+        names = [m.name for m in pipeline.engine.catalog.metrics]
+        if metric not in names:
+            return f"metric must be one of {names}, got {metric!r}"
+        out["metric"] = metric
+    limit = params.get("limit")
+    if limit is not None:
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            return f"limit must be an integer 1..{MAX_LIMIT}, got {limit!r}"
+        out["limit"] = int(limit)
+    if params.get("cursor"):
+        out["cursor"] = params["cursor"]
+    return out
+
+
+def _explain(pipeline: Pipeline, seller_id: str, query: dict[str, Any]
+             ) -> tuple[dict[str, Any] | None, str | None]:
+    """``(document, None)``, ``(None, None)`` for a seller without orders here, or
+    ``(None, message)`` for a cursor this API did not hand out."""
+    try:
+        return explain_seller(pipeline.engine, seller_id, **query), None
+    except BadCursor as exc:
+        return None, str(exc)
+
+
+def _not_here(seller_id: str) -> dict[str, str]:
+    return {"error": f"seller {seller_id!r} has no orders in any window on this worker"}
+
+
+def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]],
+              grafana_url: str | None = None) -> None:
+    """Register the views on a Faust app (``health`` adds the worker's own checks;
+    ``grafana_url``: the seller dashboard the seller pages link to, id appended)."""
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(web: Any, request: Any) -> Any:
@@ -103,3 +148,56 @@ def add_views(app: Any, pipeline: Pipeline, health: Callable[[], dict[str, Any]]
             return web.json({"error": f"seller {seller_id!r} is not owned by this worker"},
                             status=404)
         return web.bytes(orjson.dumps(doc), content_type="application/json")
+
+    @app.page("/api/sellers/{seller_id}/explain")  # type: ignore[untyped-decorator]
+    async def explain(web: Any, request: Any, seller_id: str) -> Any:
+        if not pipeline.ready:
+            return web.json(_NOT_READY, status=503)
+        query = explain_query(dict(request.query), pipeline)
+        if isinstance(query, str):
+            return web.json({"error": query}, status=400)
+        doc, error = _explain(pipeline, seller_id, query)
+        if error is not None:
+            return web.json({"error": error}, status=400)
+        if doc is None:
+            return web.json(_not_here(seller_id), status=404)
+        return web.bytes(orjson.dumps(doc), content_type="application/json")
+
+    @app.page("/sellers")  # type: ignore[untyped-decorator]
+    async def sellers_html(web: Any, request: Any) -> Any:
+        if not pipeline.ready:
+            return _html(web, _NOT_READY["error"], 503)
+        params = dict(request.query)
+        metric = params.get("metric") or None
+        names = [m.name for m in pipeline.engine.catalog.metrics]
+        cursor = params.get("cursor") or None
+        if metric is not None and metric not in names:
+            return _html(web, f"metric must be one of {names}, got {metric!r}", 400)
+        if cursor is not None and not cursor.isdigit():
+            return _html(web, f"cursor {cursor[:80]!r} is not one this page handed out", 400)
+        rows, next_cursor = pipeline.alerting_rows(metric, cursor=cursor)
+        return web.html(sellers_index(rows, catalog=pipeline.engine.catalog, metric=metric,
+                                      next_cursor=next_cursor))
+
+    @app.page("/sellers/{seller_id}")  # type: ignore[untyped-decorator]
+    async def seller_html(web: Any, request: Any, seller_id: str) -> Any:
+        if not pipeline.ready:
+            return _html(web, _NOT_READY["error"], 503)
+        query = explain_query(dict(request.query), pipeline)
+        if isinstance(query, str):
+            return _html(web, query, 400)
+        doc, error = _explain(pipeline, seller_id, query)
+        if error is not None:
+            return _html(web, error, 400)
+        if doc is None:
+            return _html(web, _not_here(seller_id)["error"], 404)
+        link = None if grafana_url is None else grafana_url + quote(seller_id, safe="")
+        return web.html(seller_page(doc, catalog=pipeline.engine.catalog, grafana_url=link))
+
+
+def _html(web: Any, message: str, status: int) -> Any:
+    """A plain error page (escaped: the message may quote a hostile id)."""
+    body = (f'<!doctype html><html><head><meta charset="utf-8"><title>popstream</title>'
+            f'</head><body><p><a href="/sellers">sellers in warning or breach</a></p>'
+            f"<p>{html.escape(message)}</p></body></html>")
+    return web.html(body, status=status)

@@ -192,7 +192,7 @@ def build_app(settings: Settings) -> Any:
             problems["flush"] = f"saving state has been waiting for the broker {stalled:.0f} s"
         return pipeline.health()
 
-    add_views(app, pipeline, health)
+    add_views(app, pipeline, health, settings.grafana_url)
     return app
 
 
