@@ -702,14 +702,18 @@ def _measure(port: int, dashboard: str, panel: str, ref_id: str, expr: str,
 
 
 def resolve_variables(port: int, board: dict[str, Any], at: int, repeat: int = 1,
-                      timeout: float = 130) -> tuple[dict[str, str], list[QueryResult]]:
+                      timeout: float = 130, seller: str = ""
+                      ) -> tuple[dict[str, str], list[QueryResult]]:
     """Run the dashboard's ``query_result`` variables as Grafana does (an instant
-    query at the end of the range): their interpolated values, and their timings."""
+    query at the end of the range, ``$seller`` filled in): their interpolated
+    values, and their timings."""
     values, results = {}, []
     for var in variables(board):
-        result = _measure(port, "", f"variable ${var.name}", "var", var.expr, True, None,
-                          at, 0, repeat, WORST_N, timeout)
-        ids = var.values(instant(port, var.expr, at)) if result.error is None else []
+        expr = var.expr.replace("$seller", seller)
+        result = _measure(port, "", f"variable ${var.name}", "var", expr, True, None,
+                          at, 0, repeat, WORST_N if "$seller" not in var.expr else 1,
+                          timeout)
+        ids = var.values(instant(port, expr, at)) if result.error is None else []
         values[var.name] = Variable.interpolate(ids)
         results.append(result)
     return values, results
@@ -722,7 +726,8 @@ def run_queries(port: int, dataset: Dataset, repeat: int = 3,
     end, range_s = dataset.timeline.end, dataset.timeline.hours * 3600
     results = []
     for name, board in dashboards(default_catalog()).items():
-        values, timings = resolve_variables(port, board, end, repeat, timeout)
+        values, timings = resolve_variables(port, board, end, repeat, timeout,
+                                            dataset.seller)
         for r in timings:
             r.dashboard = name
         results += timings
@@ -748,8 +753,8 @@ def dashboard_loads(port: int, dataset: Dataset, concurrency: int = 6) -> dict[s
         widths = {p["title"]: p["gridPos"]["w"] for p in board["panels"]}
         t0 = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            texts = list(pool.map(lambda v: Variable.interpolate(v.values(
-                instant(port, v.expr, end))), variables(board)))
+            texts = list(pool.map(lambda v: Variable.interpolate(v.values(instant(
+                port, v.expr.replace("$seller", dataset.seller), end))), variables(board)))
             values = {v.name: text for v, text in zip(variables(board), texts, strict=True)}
             jobs = []
             for q in panel_targets(board):

@@ -169,8 +169,9 @@ def _status_mappings() -> list[dict[str, Any]]:
 
 def _dashboard(uid: str, title: str, panels: list[dict[str, Any]], refresh: str,
                description: str, variables: list[dict[str, Any]] | None = None,
-               ) -> dict[str, Any]:
+               links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
+        "links": links or [],
         "uid": uid,
         "title": title,
         "description": description,
@@ -373,6 +374,25 @@ def seller_detail(catalog: Catalog) -> dict[str, Any]:
         "description": "Type a seller id (or follow a link from a worst-sellers table). "
         "A text box, not a dropdown: at 100,000 sellers a list would load every id.",
     }
+    # The worker that owns the seller (the scrape target its series come from), for
+    # the link to its seller page: a hidden variable, resolved from the seller's
+    # own status series (exported sellers: those in warning or breach, watched).
+    owner = {
+        "name": "worker", "label": "Worker", "type": "query", "hide": 2,
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "query": 'query_result(max by (instance) '
+                 '(popstream_seller_metric_status{seller_id="$seller"}))',
+        "regex": '/instance="([^"]+)"/', "refresh": 2, "multi": False,
+        "includeAll": False, "current": {}, "options": [],
+        "description": "host:port of the worker that exports the seller (hidden).",
+    }
+    page_link = {
+        "title": "Seller page: the orders behind each metric", "type": "link",
+        "url": "http://${worker}/sellers/${seller:percentencode}", "icon": "external link",
+        "targetBlank": True, "asDropdown": False, "includeVars": False, "keepTime": False,
+        "tooltip": "The worker's page for this seller (issue #13): each metric's orders, "
+        "causes, headroom and recovery date. Reachable where the worker is.",
+    }
     sel = 'seller_id="$seller"'
     status_mappings = [{"type": "value", "options": {
         str(code): {"color": STATUS_COLORS[status], "index": code,
@@ -453,7 +473,9 @@ def seller_detail(catalog: Catalog) -> dict[str, Any]:
     return _dashboard(
         SELLER_UID, "popstream — Seller detail", panels, "1m",
         "One seller: every metric against its target, its status over time, the orders "
-        "behind each rate and what makes its orders imperfect.", [seller])
+        "behind each rate and what makes its orders imperfect. The link at the top "
+        "opens the worker's seller page: which orders, and when they stop counting.",
+        [seller, owner], [page_link])
 
 
 # --- Pipeline ---------------------------------------------------------------------

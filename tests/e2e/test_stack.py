@@ -29,7 +29,7 @@ import yaml
 
 from streams.engine.catalog import default_catalog
 from streams.engine.events import US_PER_DAY, format_us, parse_timestamp
-from streams.observability.dashboards import dashboards, panel_queries
+from streams.observability.dashboards import dashboards, panel_queries, variables
 from streams.observability.rules import AlertTiming, alertmanager_config, prometheus_rules
 from streams.runtime.broker import free_port
 from streams.runtime.topics import TopicNames, create_topics
@@ -215,6 +215,17 @@ def test_seller_breach_to_sellers_worker_down_to_pager_both_at_once_and_panels_h
                     leaked.append(f"{name}: {title}: {expr}")
         assert empty == [], "panels without data:\n" + "\n".join(empty)
         assert leaked == [], "series the export rule leaves out:\n" + "\n".join(leaked)
+        # The seller dashboard's link: its hidden variable finds BAD's worker, whose
+        # page for BAD is there (issue #13).
+        board = dashboards(default_catalog())["seller-detail"]
+        (owner,) = [v for v in variables(board) if v.name == "worker"]
+        instances = owner.values(_query(prom_port, owner.expr.replace("$seller", "BAD")))
+        assert instances == [f"127.0.0.1:{worker.port}"]
+        url = board["links"][0]["url"].replace("${worker}", instances[0]).replace(
+            "${seller:percentencode}", "BAD")
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+            assert b'data-field="seller_id">BAD<' in page.read()
 
         # 3. The worker stops: WorkerDown pages; the seller's breach rides out the gap
         # (keep_firing_for), so both are active at once and neither inhibits the other.

@@ -210,9 +210,15 @@ def test_zero_breaches_show_as_zero_and_the_seller_picker_loads_no_ids() -> None
     bar = next(p for p in fleet["panels"] if p["title"] == "Sellers in breach, per metric")
     # popstream_fleet_sellers carries every status, 0 included, on every worker.
     assert bar["targets"][0]["expr"].startswith("sum by (metric) (popstream_fleet_sellers{")
-    (picker,) = seller["templating"]["list"]
+    picker, owner = seller["templating"]["list"]
     assert picker["name"] == "seller"
     assert picker["type"] == "textbox" or 'status=~"warning|breach"' in picker["query"]
+    # The hidden owner variable loads one instance, for the seller page link.
+    assert owner["name"] == "worker"
+    assert owner["hide"] == 2
+    assert 'seller_id="$seller"' in owner["query"]
+    (link,) = seller["links"]
+    assert link["url"] == "http://${worker}/sellers/${seller:percentencode}"
 
 
 def test_ratio_axes_around_the_target_and_legends_tell_series_apart() -> None:
