@@ -374,21 +374,24 @@ def seller_detail(catalog: Catalog) -> dict[str, Any]:
         "description": "Type a seller id (or follow a link from a worst-sellers table). "
         "A text box, not a dropdown: at 100,000 sellers a list would load every id.",
     }
-    # The worker that owns the seller (the scrape target its series come from), for
-    # the link to its seller page: a hidden variable, resolved from the seller's
-    # own status series (exported sellers: those in warning or breach, watched).
+    # Where a browser reaches the worker that owns the seller, for the link to its
+    # seller page: a hidden variable, read from the seller's own status series
+    # (exported sellers: those in warning or breach, watched), whose scrape target
+    # carries it as a label (prometheus_config.PAGE_LABEL; the scrape address
+    # itself, e.g. worker-1:6066 in docker-compose, is often not reachable).
     owner = {
         "name": "worker", "label": "Worker", "type": "query", "hide": 2,
         "datasource": {"type": "prometheus", "uid": "prometheus"},
-        "query": 'query_result(max by (instance) '
+        "query": 'query_result(max by (popstream_url) '
                  '(popstream_seller_metric_status{seller_id="$seller"}))',
-        "regex": '/instance="([^"]+)"/', "refresh": 2, "multi": False,
+        "regex": '/popstream_url="([^"]+)"/', "refresh": 2, "multi": False,
         "includeAll": False, "current": {}, "options": [],
-        "description": "host:port of the worker that exports the seller (hidden).",
+        "description": "The seller's worker as a browser reaches it: the popstream_url "
+        "label of its scrape target (hidden).",
     }
     page_link = {
         "title": "Seller page: the orders behind each metric", "type": "link",
-        "url": "http://${worker}/sellers/${seller:percentencode}", "icon": "external link",
+        "url": "${worker}/sellers/${seller:percentencode}", "icon": "external link",
         "targetBlank": True, "asDropdown": False, "includeVars": False, "keepTime": False,
         "tooltip": "The worker's page for this seller (issue #13): each metric's orders, "
         "causes, headroom and recovery date. Reachable where the worker is.",

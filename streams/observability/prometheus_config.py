@@ -52,7 +52,7 @@ scrape has ended before the next one starts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -129,9 +129,19 @@ def remote_write_entry(url: str) -> dict[str, Any]:
     return {"url": url, "queue_config": {"max_samples_per_send": 10_000}}
 
 
+PAGE_LABEL: Final = "popstream_url"
+"""Target label: where a browser reaches the worker's seller pages (the Grafana seller
+dashboard links there; a scrape address like ``worker-1:6066`` is often not)."""
+
+COMPOSE_PAGES: Final[dict[str, str]] = {"worker-1:6066": "http://localhost:6066",
+                                        "worker-2:6066": "http://localhost:6067"}
+"""docker-compose.yml publishes the workers' ports on the host."""
+
+
 def prometheus_config(
     targets: Sequence[str] = ("worker-1:6066", "worker-2:6066"),
     *,
+    page_urls: Mapping[str, str] = COMPOSE_PAGES,
     sizing: ScrapeSizing = DEFAULT_SIZING,
     evaluation_interval: str = "15s",
     rule_files: Sequence[str] = ("/etc/prometheus/rules/*.yml",),
@@ -169,7 +179,7 @@ def prometheus_config(
         "scrape_timeout": sizing.timeout,
         "sample_limit": sizing.sample_limit,
         "body_size_limit": sizing.body_size_limit,
-        "static_configs": [{"targets": list(targets)}],
+        "static_configs": _static_configs(targets, page_urls),
     }
     if shard is not None:
         workers["relabel_configs"] = shard.relabel_configs()
@@ -180,6 +190,17 @@ def prometheus_config(
     if remote_write:
         doc["remote_write"] = [remote_write_entry(url) for url in remote_write]
     return doc
+
+
+def _static_configs(targets: Sequence[str], page_urls: Mapping[str, str]
+                    ) -> list[dict[str, Any]]:
+    """One group for the targets without a page URL, one per target with one (its
+    ``popstream_url`` label: the seller dashboard's link to the seller page)."""
+    plain = [t for t in targets if t not in page_urls]
+    groups: list[dict[str, Any]] = [{"targets": plain}] if plain else []
+    groups += [{"targets": [t], "labels": {PAGE_LABEL: page_urls[t]}}
+               for t in targets if t in page_urls]
+    return groups
 
 
 def _dump(doc: Any) -> str:

@@ -159,7 +159,9 @@ def test_seller_breach_to_sellers_worker_down_to_pager_both_at_once_and_panels_h
             "alerting": {"alertmanagers": [
                 {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
             "scrape_configs": [{"job_name": "popstream", "static_configs": [
-                {"targets": [f"127.0.0.1:{worker.port}"]}]}],
+                {"targets": [f"127.0.0.1:{worker.port}"],
+                 # Where a browser reaches the worker: the seller dashboard's link.
+                 "labels": {"popstream_url": f"http://127.0.0.1:{worker.port}"}}]}],
         }))
         log = open(tmp_path / "tools.log", "wb")  # noqa: SIM115
         processes.append(subprocess.Popen(
@@ -220,7 +222,7 @@ def test_seller_breach_to_sellers_worker_down_to_pager_both_at_once_and_panels_h
         board = dashboards(default_catalog())["seller-detail"]
         (owner,) = [v for v in variables(board) if v.name == "worker"]
         instances = owner.values(_query(prom_port, owner.expr.replace("$seller", "BAD")))
-        assert instances == [f"127.0.0.1:{worker.port}"]
+        assert instances == [f"http://127.0.0.1:{worker.port}"]
         url = board["links"][0]["url"].replace("${worker}", instances[0]).replace(
             "${seller:percentencode}", "BAD")
         with urllib.request.urlopen(url, timeout=10) as page:

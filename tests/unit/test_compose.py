@@ -58,10 +58,19 @@ def test_prometheus_scrapes_both_workers_and_loads_the_rules() -> None:
     prom = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     workers = jobs["popstream"]  # the alert rules' job
-    assert workers["static_configs"][0]["targets"] == ["worker-1:6066", "worker-2:6066"]
+    groups = workers["static_configs"]
+    assert [t for g in groups for t in g["targets"]] == ["worker-1:6066", "worker-2:6066"]
     assert workers["sample_limit"] > 0
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
     services = compose()["services"]
+    # Each worker's seller pages, where a browser on the host reaches them: the port
+    # compose publishes for the target's service (Grafana's seller dashboard link).
+    for group in groups:
+        (target,) = group["targets"]
+        service, port = target.split(":")
+        published = next(p.split(":")[0] for p in services[service]["ports"]
+                         if p.split(":")[1] == port)
+        assert group["labels"] == {"popstream_url": f"http://localhost:{published}"}
     for target in prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]:
         assert target.split(":")[0] in services
     am = yaml.safe_load((ROOT / "prometheus/alertmanager.yml").read_text())

@@ -218,7 +218,8 @@ def test_zero_breaches_show_as_zero_and_the_seller_picker_loads_no_ids() -> None
     assert owner["hide"] == 2
     assert 'seller_id="$seller"' in owner["query"]
     (link,) = seller["links"]
-    assert link["url"] == "http://${worker}/sellers/${seller:percentencode}"
+    assert link["url"] == "${worker}/sellers/${seller:percentencode}"
+    assert "popstream_url" in owner["query"]
 
 
 def test_ratio_axes_around_the_target_and_legends_tell_series_apart() -> None:

@@ -67,7 +67,12 @@ def test_workers_are_scraped_with_the_sizing_and_prometheus_scrapes_itself() -> 
     doc = prometheus_config()
     job, own = doc["scrape_configs"]
     assert job["job_name"] == JOB == "popstream"  # what the alert rules select
-    assert job["static_configs"] == [{"targets": ["worker-1:6066", "worker-2:6066"]}]
+    assert job["static_configs"] == [
+        {"targets": ["worker-1:6066"], "labels": {"popstream_url": "http://localhost:6066"}},
+        {"targets": ["worker-2:6066"], "labels": {"popstream_url": "http://localhost:6067"}}]
+    assert prometheus_config(["a:1", "b:2"], page_urls={"b:2": "http://b"})[
+        "scrape_configs"][0]["static_configs"] == [
+        {"targets": ["a:1"]}, {"targets": ["b:2"], "labels": {"popstream_url": "http://b"}}]
     assert job["sample_limit"] == DEFAULT_SIZING.sample_limit == 200_000
     # The sample-limit counter is Prometheus's own metric: without this job it has
     # no series and an alert on it can never fire.
