@@ -231,3 +231,51 @@ def test_a_smaller_terminal_gets_fewer_rows_and_no_wrapped_lines() -> None:
     assert len(lines) <= 24
     assert max(len(line) for line in lines) <= 80
     assert "16 shown" in lines[-1]
+
+
+def test_the_demo_traffic_drives_drifting_sellers_into_breach_within_minutes() -> None:
+    """The live traffic on a virtual clock (no Kafka): every second, the events the
+    simulator would send, applied to an engine whose clock moves with them. The
+    drifting sellers must cross a target within three minutes, and stay across."""
+    import heapq
+
+    import orjson
+
+    from streams.demo import demo_traffic
+    from streams.engine.engine import Engine
+    from streams.engine.events import US_PER_DAY, decode_event, parse_timestamp
+    from streams.generator import LogSpec, generate
+    from streams.simulate import _Live
+
+    spec = demo_traffic(sellers=16, rate=60, duration=None)
+    start = 1_750_000_000_000_000
+    history = LogSpec(sellers=spec.sellers, days=spec.history_days,
+                      orders_per_seller_per_day=spec.history_orders_per_seller_per_day,
+                      end_us=start - US_PER_DAY // 24, drifting_share=0.0, seed=spec.seed)
+    engine = Engine(now=start)
+    later: list[tuple[int, int, dict[str, object]]] = []
+    for n, doc in enumerate(generate(history)):
+        at = parse_timestamp(str(doc["occurred_at"]))
+        if at > start:
+            heapq.heappush(later, (at, n, doc))
+        else:
+            engine.apply(decode_event(orjson.dumps(doc)))
+    live = _Live(spec, start)
+
+    def breaching() -> set[str]:
+        return {sid for sid, ms in engine.report().items()
+                if any(m.status == "breach" for m in ms.values())}
+
+    seen: list[set[str]] = []
+    for second in range(1, 181):
+        now = start + second * 1_000_000
+        engine.advance(now)
+        for _ in range(int(spec.rate)):
+            engine.apply(decode_event(orjson.dumps(live.next_event(now))))
+        while later and later[0][0] <= now:
+            engine.apply(decode_event(orjson.dumps(heapq.heappop(later)[2])))
+        if second % 30 == 0:
+            seen.append(breaching())
+    assert len(live.drifting) == 4
+    assert len(seen[-1] & live.drifting) >= 3, seen
+    assert len(seen[-1] - live.drifting) <= 1, seen  # healthy sellers stay healthy
