@@ -58,6 +58,7 @@ _STOP_GRACE: Final = 20.0
 def build_app(settings: Settings) -> Any:
     """The Faust app: one agent, one table, two timers, and the web views."""
     import faust
+    from faust.exceptions import NotReady
 
     catalog = resolve_catalog(settings.catalog_path)
     pipeline = Pipeline(settings, catalog)
@@ -121,10 +122,17 @@ def build_app(settings: Settings) -> Any:
 
     @app.task  # type: ignore[untyped-decorator]
     async def prepare() -> None:
-        await deadletter.maybe_declare()
-        await status_topic.maybe_declare()
-        await _read_limits(settings, pipeline, flusher,
-                           [table.changelog_topic.get_topic_name(), names.deadletter])
+        try:
+            await deadletter.maybe_declare()
+            await status_topic.maybe_declare()
+            await _read_limits(settings, pipeline, flusher,
+                               [table.changelog_topic.get_topic_name(), names.deadletter])
+        except NotReady:
+            # A SIGTERM right after start stops the producer under this task: the
+            # worker is on its way out, which is no crash (exit code 0, not 1).
+            if not app.should_stop:
+                raise
+            log.info("stopping before the topics were checked")
 
     @app.task  # type: ignore[untyped-decorator]
     async def fleet_catch_up() -> None:

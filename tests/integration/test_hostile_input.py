@@ -269,6 +269,20 @@ def test_sigterm_during_flushes_under_load_exits_0(stack: Stack) -> None:
         assert "ProducerClosed" not in worker.log.read_text(errors="replace")
 
 
+def test_sigterm_at_any_moment_of_start_up_exits_0(stack: Stack) -> None:
+    """A SIGTERM while the worker still declares its topics (the producer stops
+    under that task) is a stop, not a crash: exit code 0, no crash in the log."""
+    for attempt, delay in enumerate((0.0, 0.2, 0.5, 1.0)):
+        worker = stack.worker(f"early-{attempt}")
+        # From the moment it answers at all (signal handlers in place), recovery and
+        # topic checks still under way.
+        wait_for(lambda w=worker: status_of(w, "/health") is not None, 60, "an answer")
+        time.sleep(delay)
+        worker.proc.terminate()
+        assert worker.proc.wait(60) == 0, worker.log_tail()
+        assert "Crashed" not in worker.log.read_text(errors="replace"), worker.log_tail()
+
+
 def test_the_clock_moves_and_health_degrades_while_the_broker_is_away(tmp_path: Path) -> None:
     from streams.runtime.broker import free_port, start_broker
     from streams.runtime.topics import create_topics
