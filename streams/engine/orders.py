@@ -13,9 +13,12 @@ see a cancellation, feedback, claim or buyer message:
   at_high i``
 * extended (66 bytes): short, then ``first_seller_cancel q, feedback_at q,
   a_to_z_at q, chargeback_at q, buyer_messages I``
-* v1.1 (90 bytes, flag ``EXTENDED_V11``): extended, then ``deliver_by q,
+* short v1.1 (54 bytes, flag ``EXTENDED_V11`` alone): short, then ``deliver_by q,
   last_delivery q, inr_at q`` -- an order with a delivery promise, a delivery or
-  an item-not-received claim
+  an item-not-received claim, and none of the extended facts: most v1.1 orders
+  (issue #14: 75 % of the benchmark log's records, 36 bytes each saved)
+* v1.1 (90 bytes, flags ``EXTENDED | EXTENDED_V11``): extended, then the three
+  v1.1 fields
 
 followed by the 6-byte BLAKE2b digest of every ``event_id`` applied. Fields:
 
@@ -79,6 +82,7 @@ EXTRA: Final = struct.Struct("<qqqqI")
 # v1.1 facts: deliver_by, last_delivery, inr_at, after the extended fields.
 FULL_V11: Final = struct.Struct("<qqIHIiqqqqIqqq")
 EXTRA_V11: Final = struct.Struct("<qqq")
+SHORT_V11: Final = struct.Struct("<qqIHIiqqq")
 HEAD: Final = struct.Struct("<16xIHIi")  # at_low, flags, applied, at_high
 V1_PREFIX: Final = struct.Struct("<16xiH")  # day and flags; flags at 20 in both formats
 _LOW: Final = 0xFFFFFFFF
@@ -92,6 +96,8 @@ _SHORT_SIZE: Final = SHORT.size
 _pack_short: Final = SHORT.pack
 _pack_full: Final = FULL.pack
 _pack_v11: Final = FULL_V11.pack
+_pack_short_v11: Final = SHORT_V11.pack
+_SHORT_V11_SIZE: Final = SHORT_V11.size
 _FULL_SIZE: Final = FULL.size
 _V11_SIZE: Final = FULL_V11.size
 
@@ -140,6 +146,11 @@ def unpack(record: bytes) -> tuple[list[int], bytes]:
     at = high << 32 | low
     fields = [ship_by, first_ship, at // US_PER_DAY, flags, applied]
     if flags & EXTENDED_V11:
+        if not flags & EXTENDED:
+            fields.extend(EXTRA_DEFAULTS)
+            fields.extend(EXTRA_V11.unpack_from(record, _SHORT_SIZE))
+            fields.append(at)
+            return fields, record[_SHORT_V11_SIZE:]
         fields.extend(EXTRA.unpack_from(record, _SHORT_SIZE))
         fields.extend(EXTRA_V11.unpack_from(record, _FULL_SIZE))
         fields.append(at)
@@ -161,18 +172,24 @@ def pack(fields: list[int], digests: bytes) -> bytes:
      msgs, deliver_by, delivered, inr_at, at) = fields
     low, high = at & _LOW, at >> 32
     flags = (flags & ~(EXTENDED | EXTENDED_V11)) | FORMAT_V2
-    if deliver_by != NO_TIME or delivered != NO_LATEST or inr_at != NO_LATEST:
-        return _pack_v11(
-            ship_by, first_ship, low, flags | EXTENDED | EXTENDED_V11, applied, high, cancel,
-            feedback, a_to_z, chargeback, msgs, deliver_by, delivered, inr_at,
-        ) + digests
-    if (
+    short = (
         cancel == NO_TIME
         and feedback == NO_LATEST
         and a_to_z == NO_LATEST
         and chargeback == NO_LATEST
         and not msgs
-    ):
+    )
+    if deliver_by != NO_TIME or delivered != NO_LATEST or inr_at != NO_LATEST:
+        if short:
+            return _pack_short_v11(
+                ship_by, first_ship, low, flags | EXTENDED_V11, applied, high, deliver_by,
+                delivered, inr_at,
+            ) + digests
+        return _pack_v11(
+            ship_by, first_ship, low, flags | EXTENDED | EXTENDED_V11, applied, high, cancel,
+            feedback, a_to_z, chargeback, msgs, deliver_by, delivered, inr_at,
+        ) + digests
+    if short:
         return _pack_short(ship_by, first_ship, low, flags, applied, high) + digests
     return _pack_full(
         ship_by, first_ship, low, flags | EXTENDED, applied, high, cancel, feedback, a_to_z,

@@ -62,6 +62,7 @@ CHARGEBACK_GRANTED: Final = 1 << 11  # latest chargeback status is granted
 INR_GRANTED: Final = 1 << 12  # latest item-not-received status is granted
 RESPONSE_REC: Final = 1 << 13  # the record is a buyer message awaiting a response
 EXTENDED_V11: Final = 1 << 14  # storage only: the record carries the v1.1 fields too
+# (after the extended ones with EXTENDED, else right after the short ones)
 FORMAT_V2: Final = 1 << 15  # storage only: the v1.1 record format (see orders.migrate)
 
 ANY_GRANTED: Final = ATOZ_GRANTED | CHARGEBACK_GRANTED | INR_GRANTED
