@@ -10,15 +10,26 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3 \
             $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
             && { echo $$p; break; }; done))
 VENV   := .venv
+# rustup installs cargo here, and a CI shell may not have it on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 AS_OF  ?= 2024-06-15T00:00:00Z
 
 .PHONY: demo replay-demo test unit lint tools ops bench bench-smoke clean
 
-$(STAMP): pyproject.toml
+# The native engine core (native/, Rust) is compiled by this install (setup.py):
+# editing its sources re-runs it. POPSTREAM_NO_NATIVE=1 skips it (pure Python).
+NATIVE_SRC := setup.py $(wildcard native/Cargo.toml native/Cargo.lock native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
+	@command -v cargo >/dev/null || test -n "$$POPSTREAM_NO_NATIVE" || { \
+	  echo "make: cargo (Rust) builds the native engine core; install it" \
+	       "(https://rustup.rs) or set POPSTREAM_NO_NATIVE=1 for the pure-Python engine" >&2; \
+	  exit 1; }
+	@echo "installing popstream (first time: ~2 min, the native core compiles)" >&2
 	@$(PY) -m pip install -q -e '.[test,dev]'
 	@touch $(STAMP)
 
@@ -37,8 +48,18 @@ replay-demo: $(STAMP)
 
 # The bench extra too: tests/integration/test_bench_smoke.py runs every contender
 # (Quix Streams included) on a small log.
+# The suite runs on the native engine core; the tests of the engine's results run
+# again on the pure-Python engine (issue #14: the fallback is held to the same
+# reference and the same persistence format).
+ENGINE_TESTS := $(addprefix tests/unit/,test_engine_choice.py test_engine_properties.py \
+    test_engine_profiles.py test_engine_bounds.py test_state_migration.py \
+    test_changelog.py test_explain.py test_reference_v11.py test_orders.py \
+    test_pipeline.py test_fleet.py)
+
 test: lint $(BENCH_STAMP) tools
 	@$(PY) -m pytest -q
+	@echo "make test: the engine's tests again, on the pure-Python engine" >&2
+	@POPSTREAM_ENGINE=python $(PY) -m pytest -q $(ENGINE_TESTS)
 
 tools:
 	@bash scripts/install-tools.sh

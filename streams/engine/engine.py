@@ -34,9 +34,10 @@ import datetime as dt
 import enum
 import hashlib
 import heapq
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
@@ -238,8 +239,12 @@ def _span(us: int) -> str:
     return " ".join(parts) or "0 us"
 
 
-class Engine:
-    """Exact, incremental seller metrics under a clock that only moves forward."""
+class PythonEngine:
+    """Exact, incremental seller metrics under a clock that only moves forward.
+
+    The pure-Python engine: the reference the native core (:mod:`streams.engine.native`,
+    Rust) is held to, and the fallback where that core is not built. :data:`Engine`
+    is whichever of the two runs (see :func:`engine_class`)."""
 
     def __init__(
         self,
@@ -1048,7 +1053,7 @@ class Engine:
         )
 
     @classmethod
-    def restore(cls, data: bytes, catalog: Catalog | None = None) -> Engine:
+    def restore(cls, data: bytes, catalog: Catalog | None = None) -> PythonEngine:
         try:
             snap = msgspec.msgpack.decode(data, type=_EngineSnapshot)
         except msgspec.DecodeError as exc:
@@ -1126,3 +1131,39 @@ class Engine:
         # Catch up with the clock: apply what became due, fire passed deadlines;
         # free the seller if nothing is left.
         self._wake(seller)  # also sets the wakeups of what is left
+
+
+# --- which engine runs ----------------------------------------------------------
+
+ENGINE_CHOICES: Final = ("auto", "native", "python")
+
+
+def engine_class(choice: str | None = None) -> type[PythonEngine]:
+    """The engine class for ``choice`` (default: ``POPSTREAM_ENGINE``, else ``auto``).
+
+    ``native``: the Rust core, an error if it is not built; ``python``: the pure-Python
+    engine; ``auto``: native when built (``make`` builds it; ``POPSTREAM_NO_NATIVE=1``
+    at install time does not), else Python. Both give the same results and read and
+    write the same snapshots and changelog chunks."""
+    choice = os.environ.get("POPSTREAM_ENGINE", "auto") if choice is None else choice
+    if choice not in ENGINE_CHOICES:
+        raise ConfigError(
+            f"POPSTREAM_ENGINE must be one of {', '.join(ENGINE_CHOICES)}, got {choice!r}")
+    if choice == "python":
+        return PythonEngine
+    try:
+        from streams.engine.native import NativeEngine
+    except ImportError as exc:
+        if choice == "native":
+            raise ConfigError(
+                f"the native engine core is not built ({exc}); run make, or choose "
+                "POPSTREAM_ENGINE=python") from None
+        return PythonEngine
+    return NativeEngine  # type: ignore[return-value]  # the same interface
+
+
+if TYPE_CHECKING:
+    Engine = PythonEngine
+else:
+    Engine = engine_class()
+"""The engine this process runs (see :func:`engine_class`)."""
