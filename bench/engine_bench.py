@@ -30,7 +30,7 @@ from pathlib import Path
 import orjson
 
 from streams.engine.catalog import PROFILES, Catalog, default_catalog
-from streams.engine.engine import Engine
+from streams.engine.engine import Engine, PythonEngine
 from streams.engine.events import US_PER_DAY, parse_timestamp
 from streams.errors import InvalidEvent
 from streams.generator import LogSpec, generate
@@ -84,20 +84,55 @@ def event_types(lines: list[bytes]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def run_once(lines: list[bytes], now: int, catalog: Catalog) -> tuple[float, Engine, int]:
+BATCH = 1000  # lines per call on the native engine's batch path (a Kafka fetch's worth)
+
+
+def run_once(lines: list[bytes], now: int, catalog: Catalog,
+             engine_cls: type[PythonEngine] = Engine, batched: bool = False,
+             ) -> tuple[float, PythonEngine, int]:
+    """Seconds to decode, validate and apply every line on a fresh engine. One
+    ``apply_bytes`` call per line, or (``batched``, native engine only) one
+    ``apply_lines`` call per :data:`BATCH` lines, rejects explained afterwards as
+    the worker does."""
     # A fixed clock, as in `popstream replay`: events after as-of are counted, not
     # kept (a live worker's clock is "now", so it holds next to nothing either).
-    engine = Engine(now=now, fixed_clock=True, catalog=catalog)
-    apply_bytes = engine.apply_bytes
+    engine = engine_cls(now=now, fixed_clock=True, catalog=catalog)
     rejected = 0
     gc.collect()
     started = time.perf_counter()
-    for line in lines:
-        try:
-            apply_bytes(line)
-        except InvalidEvent:
-            rejected += 1
+    if batched:
+        apply_lines = engine.apply_lines  # type: ignore[attr-defined]
+        for i in range(0, len(lines), BATCH):
+            codes = apply_lines(lines[i:i + BATCH])
+            if max(codes) >= REJECTED_CODE:
+                rejected += sum(1 for c in codes if c >= REJECTED_CODE)
+    else:
+        apply_bytes = engine.apply_bytes
+        for line in lines:
+            try:
+                apply_bytes(line)
+            except InvalidEvent:
+                rejected += 1
     return time.perf_counter() - started, engine, rejected
+
+
+REJECTED_CODE = 5  # the native core's first rejection code (streams.engine.native)
+
+
+def state_bytes(lines: list[bytes], now: int, catalog: Catalog,
+                engine_cls: type[PythonEngine]) -> tuple[int, int, PythonEngine]:
+    """``(Python heap, native core heap)`` bytes an engine holds after the log: the
+    first by tracemalloc (which sees only Python's allocators), the second by the
+    core's own capacity-based accounting (every slab chunk and table at capacity)."""
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    _, engine, _ = run_once(lines, now, catalog, engine_cls)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    native = getattr(engine, "memory_bytes", None)
+    return held, native() if native is not None else 0, engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", choices=sorted(PROFILES), default=None,
                         help="a profile (default: the default catalog)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
+    parser.add_argument("--no-python", action="store_true",
+                        help="measure the native engine only (not the Python one beside it)")
     args = parser.parse_args(argv)
     catalog = default_catalog() if args.catalog is None else Catalog(PROFILES[args.catalog])
 
@@ -122,24 +159,34 @@ def main(argv: list[str] | None = None) -> int:
           f"  events by type: {', '.join(f'{t} {n:,}' for t, n in by_type.items())}",
           file=sys.stderr)
 
-    timings = []
-    engine: Engine | None = None
+    native = Engine is not PythonEngine
+    contenders: list[tuple[str, type[PythonEngine], bool]] = []
+    if native:
+        contenders += [("native, 1000 lines a call", Engine, True),
+                       ("native, one call an event", Engine, False)]
+    if not native or not args.no_python:
+        contenders.append(("python", PythonEngine, False))
+    # Runs alternate between contenders: the machine's speed drifts within minutes.
+    timings: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     for run in range(args.runs):
-        seconds, engine, rejected = run_once(lines, now, catalog)
-        timings.append(seconds)
-        print(f"  run {run + 1}: {len(lines) / seconds:,.0f} events/s "
-              f"({seconds:.2f} s, {rejected} rejected)", file=sys.stderr)
-        del engine
-        engine = None
-    median = statistics.median(timings)
+        for name, cls, batched in contenders:
+            seconds, engine, rejected = run_once(lines, now, catalog, cls, batched)
+            timings[name].append(seconds)
+            print(f"  run {run + 1} {name:<28}{len(lines) / seconds:>12,.0f} events/s "
+                  f"({seconds:.2f} s, {rejected} rejected)", file=sys.stderr)
+            del engine
+    headline = contenders[0][0]
+    median = statistics.median(timings[headline])
 
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    _, engine, _ = run_once(lines, now, catalog)
-    gc.collect()
-    held = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
+    held, core_bytes, engine = state_bytes(lines, now, catalog, contenders[0][1])
+    if native and "python" in timings:
+        # The two engines must agree on every seller's every metric.
+        python_held, _, reference = state_bytes(lines, now, catalog, PythonEngine)
+        if reference.report() != engine.report():
+            print("engine bench: the native and Python engines disagree", file=sys.stderr)
+            return 1
+        python_orders = reference.tracked_orders
+        del reference
     orders = engine.tracked_orders
     snapshot = engine.snapshot()
     report_started = time.perf_counter()
@@ -155,12 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         "catalog": args.catalog or "default",
         "metrics": [m.name for m in catalog.metrics],
         "events_by_type": by_type,
+        "engine": "native" if native else "python",
         "events_per_second_median": round(len(lines) / median),
-        "events_per_second_runs": [round(len(lines) / t) for t in timings],
+        "events_per_second_runs": [round(len(lines) / t) for t in timings[headline]],
+        "contenders": {name: {"events_per_second_median": round(len(lines) / statistics.median(t)),
+                              "events_per_second_runs": [round(len(lines) / x) for x in t]}
+                       for name, t in timings.items()},
         "tracked_orders": orders,
         "pending_orders": engine.pending_orders,
         "state_bytes_python_heap": held,
-        "state_bytes_per_tracked_order": round(held / orders, 1),
+        "state_bytes_native_core": core_bytes,
+        "state_bytes_per_tracked_order": round((held + core_bytes) / orders, 1),
         "snapshot_bytes": len(snapshot),
         "snapshot_bytes_per_tracked_order": round(len(snapshot) / orders, 1),
         "report_seconds_all_sellers": round(report_seconds, 3),
@@ -172,12 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         "log_days_per_window": args.days,
         "us_per_day": US_PER_DAY,
     }
+    if native and "python" in timings:
+        result["python_state_bytes_per_tracked_order"] = round(python_held / python_orders, 1)
+        result["agrees_with_python_engine"] = True
+    others = "".join(
+        f"  {name:<28}{c['events_per_second_median']:>12,} events/s\n"
+        for name, c in result["contenders"].items() if name != headline)
     print(
-        f"\n  throughput   {result['events_per_second_median']:>12,} events/s (median of "
-        f"{args.runs}; goal >= {GOAL_EVENTS_PER_SECOND:,}, issue #14)\n"
+        f"\n  throughput   {result['events_per_second_median']:>12,} events/s ({headline}, "
+        f"median of {args.runs}; goal >= {GOAL_EVENTS_PER_SECOND:,}, issue #14)\n"
+        f"{others}"
         f"  state        {result['state_bytes_per_tracked_order']:>12} bytes/order in memory "
         f"({orders:,} orders; goal <= {GOAL_BYTES_PER_ORDER}, issue #14)\n"
-        f"  snapshot     {result['snapshot_bytes_per_tracked_order']:>12} bytes/order\n"
+        + (f"  python state {result['python_state_bytes_per_tracked_order']:>12} bytes/order\n"
+           if "python_state_bytes_per_tracked_order" in result else "")
+        + f"  snapshot     {result['snapshot_bytes_per_tracked_order']:>12} bytes/order\n"
         f"  report       {report_seconds:>12.3f} s for {len(report):,} sellers",
         file=sys.stderr,
     )
