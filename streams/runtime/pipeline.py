@@ -500,6 +500,7 @@ class Pipeline:
         return {
             "status": status,
             "problems": dict(self.problems),
+            "engine": "native" if self._native else "python",
             "as_of": format_us(self.engine.now),
             "messages_consumed": int(consumed),
             "sellers": len(self.seller_partition),

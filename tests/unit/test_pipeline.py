@@ -103,6 +103,8 @@ def test_health_is_cheap_and_counts_messages() -> None:
     p.handle(b"{", "orders", P, 1, None)
     doc = p.health()
     assert (doc["status"], doc["messages_consumed"], doc["sellers"]) == ("ok", 2, 1)
+    assert doc["engine"] == ("python" if type(p.engine).__name__ == "PythonEngine"
+                             else "native")
 
 
 def _counter(p: Pipeline, name: str) -> dict[tuple[tuple[str, str], ...], float]:
