@@ -95,6 +95,9 @@ pub const EXPIRED: u8 = 4;
 pub const INVALID: u8 = 5;
 pub const CONFLICT: u8 = 6;
 pub const TOO_FAR: u8 = 7;
+/// Not decided here (see json::P::unsure): the caller decodes with decode_event and
+/// applies the event it gets; the state is unchanged.
+pub const UNSURE: u8 = 8;
 
 const NONE: u32 = u32::MAX;
 pub const RESPONSE_KEY: u8 = 0xFF;
@@ -1247,9 +1250,10 @@ impl Core {
     /// Decode, validate and apply one JSON event (Engine.apply_bytes).
     #[inline]
     pub fn apply_bytes(&mut self, data: &[u8]) -> u8 {
-        match decode(data) {
+        match crate::json::decode_full(data) {
             Ok(ev) => self.apply(&ev, data),
-            Err(()) => INVALID,
+            Err(false) => INVALID,
+            Err(true) => UNSURE,
         }
     }
 

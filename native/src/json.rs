@@ -124,7 +124,14 @@ pub type R<T> = Result<T, ()>;
 struct P<'a> {
     b: &'a [u8],
     i: usize,
+    /// Rejected for a reason where msgspec may differ: a repeated known key (msgspec
+    /// type-checks every occurrence), nesting deeper than MAX_DEPTH (msgspec's limit
+    /// is near 10,000). The caller takes the slow path (`decode_event`) then.
+    unsure: bool,
 }
+
+/// Nesting depth past which a document is left to `decode_event`.
+const MAX_DEPTH: usize = 1000;
 
 impl<'a> P<'a> {
     #[inline(always)]
@@ -270,6 +277,10 @@ impl<'a> P<'a> {
                     if self.peek()? == b'}' {
                         self.i += 1;
                     } else {
+                        if stack.len() >= MAX_DEPTH {
+                            self.unsure = true;
+                            return Err(());
+                        }
                         stack.push(b'}');
                         self.expect_key()?;
                         continue;
@@ -281,6 +292,10 @@ impl<'a> P<'a> {
                     if self.peek()? == b']' {
                         self.i += 1;
                     } else {
+                        if stack.len() >= MAX_DEPTH {
+                            self.unsure = true;
+                            return Err(());
+                        }
                         stack.push(b']');
                         continue;
                     }
@@ -555,8 +570,21 @@ fn seller_ok(s: &[u8]) -> bool {
 }
 
 /// Decode and validate one event document.
+#[inline]
 pub fn decode(b: &[u8]) -> R<Event<'_>> {
-    let mut p = P { b, i: 0 };
+    decode_full(b).map_err(|_| ())
+}
+
+/// `decode`, telling a sure reject (`Err(false)`) from a document left to
+/// `decode_event` (`Err(true)`, see `P::unsure`).
+pub fn decode_full(b: &[u8]) -> Result<Event<'_>, bool> {
+    let mut p = P { b, i: 0, unsure: false };
+    let mut seen = 0u32;
+    decode_in(&mut p, &mut seen).map_err(|_| p.unsure)
+}
+
+fn decode_in<'a>(p: &mut P<'a>, seen: &mut u32) -> R<Event<'a>> {
+    let b = p.b;
     let mut vals: [Option<Val>; N_KEYS] = [None; N_KEYS];
     let mut first_type: Option<Cow<[u8]>> = None;
     p.ws();
@@ -590,6 +618,13 @@ pub fn decode(b: &[u8]) -> R<Event<'_>> {
                 key_index(k)
             };
             if let Some(idx) = idx {
+                if idx != K_TYPE {
+                    if *seen >> idx & 1 != 0 {
+                        p.unsure = true;
+                        return Err(());
+                    }
+                    *seen |= 1 << idx;
+                }
                 if idx == K_TYPE {
                     match (&first_type, v) {
                         (None, Val::Str(raw, esc)) => first_type = Some(decode_str(raw, esc)?),
@@ -716,7 +751,7 @@ pub fn decode(b: &[u8]) -> R<Event<'_>> {
 /// checked for well-formed JSON here; `decode` validates it as an event), or
 /// `Err` for anything that is not one well-formed array.
 pub fn split_array(b: &[u8]) -> R<Vec<(usize, usize)>> {
-    let mut p = P { b, i: 0 };
+    let mut p = P { b, i: 0, unsure: false };
     let mut out = Vec::new();
     p.ws();
     if p.peek()? != b'[' {

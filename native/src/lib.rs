@@ -98,35 +98,35 @@ impl PyCore {
         self.core.apply_bytes(data)
     }
 
-    /// `apply` over a list of bytes: one outcome code per line.
-    fn apply_lines<'py>(&mut self, py: Python<'py>, lines: &Bound<'py, PyList>)
+    /// `apply` over `lines[start:]`: one outcome code per line, stopping after the
+    /// first UNSURE code (the caller applies that line and goes on after it).
+    #[pyo3(signature = (lines, start=0))]
+    fn apply_lines<'py>(&mut self, py: Python<'py>, lines: &Bound<'py, PyList>, start: usize)
                         -> PyResult<Bound<'py, PyBytes>> {
-        let mut codes = Vec::with_capacity(lines.len());
-        for item in lines.iter() {
+        let mut codes = Vec::with_capacity(lines.len().saturating_sub(start));
+        for i in start..lines.len() {
+            let item = lines.get_item(i)?;
             let b = item
                 .downcast::<PyBytes>()
                 .map_err(|_| PyTypeError::new_err("lines must be bytes"))?;
-            codes.push(self.core.apply_bytes(b.as_bytes()));
+            let c = self.core.apply_bytes(b.as_bytes());
+            codes.push(c);
+            if c == core::UNSURE {
+                break;
+            }
         }
         Ok(PyBytes::new(py, &codes))
     }
 
-    /// `apply` over newline-separated lines in one bytes object (a final newline
-    /// ends the last line): one outcome code per line.
-    fn apply_blob<'py>(&mut self, py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
-        let mut codes = Vec::new();
-        let body = data.strip_suffix(b"\n").unwrap_or(data);
-        if !data.is_empty() {
-            for line in body.split(|&b| b == b'\n') {
-                codes.push(self.core.apply_bytes(line));
-            }
-        }
-        PyBytes::new(py, &codes)
-    }
 
-    /// Whether one document is a valid event (decode_event's acceptance).
-    fn is_valid(&self, data: &[u8]) -> bool {
-        json::decode(data).is_ok()
+    /// Whether one document is a valid event (decode_event's acceptance); None for
+    /// one the core leaves to decode_event (repeated keys, deep nesting).
+    fn is_valid(&self, data: &[u8]) -> Option<bool> {
+        match json::decode_full(data) {
+            Ok(_) => Some(true),
+            Err(false) => Some(false),
+            Err(true) => None,
+        }
     }
 
     /// A Kafka message's events, decoded and validated (a single event or a JSON
@@ -142,7 +142,7 @@ impl PyCore {
         let mut kinds = Vec::with_capacity(ranges.len());
         let mut sellers = Vec::with_capacity(ranges.len());
         for &(a, b) in &ranges {
-            let ev = json::decode(&data[a..b]).ok()?;
+            let ev = json::decode_full(&data[a..b]).ok()?;
             kinds.push(ev.kind as u8);
             sellers.push(s(&ev.seller_id));
         }
@@ -369,6 +369,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_function(wrap_pyfunction!(event_digest, m)?)?;
     m.add("OUTCOMES", ("applied", "pending", "duplicate", "held", "expired", "invalid",
-                       "conflict", "too_far"))?;
+                       "conflict", "too_far", "unsure"))?;
     Ok(())
 }

@@ -73,6 +73,7 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
 INVALID: Final = 5
 CONFLICT: Final = 6
 TOO_FAR: Final = 7
+UNSURE: Final = 8
 KIND_TAGS: Final = EVENT_TYPES
 """The event type of each code in :attr:`DecodedBatch.kinds` (the core's order)."""
 _LANE_BYTES: Final = 22 * 4
@@ -277,6 +278,8 @@ class NativeEngine:
         code = self._core.apply(data)
         if code < INVALID:
             return OUTCOMES[code]
+        if code == UNSURE:
+            return self.apply(decode_event(data))
         raise self._error(code, data)
 
     def apply(self, event: Event) -> Outcome:
@@ -288,14 +291,31 @@ class NativeEngine:
         raise self._error(code, data)
 
     def apply_lines(self, lines: list[bytes]) -> bytes:
-        """Decode and apply each line: one outcome code per line (0..4 the
-        :data:`OUTCOMES` index; 5 invalid, 6 conflicting, 7 too far ahead: the state
-        is unchanged by those, and :meth:`error` explains them)."""
-        return self._core.apply_lines(lines)  # type: ignore[no-any-return]
+        """Decode and apply each line: one outcome code per line (0..4 the index in
+        :data:`OUTCOMES`; 5 invalid, 6 conflicting, 7 too far ahead: the state is
+        unchanged by those, and :meth:`error` explains them)."""
+        core = self._core
+        codes = core.apply_lines(lines)
+        if not codes or codes[-1] != UNSURE:
+            return codes  # type: ignore[no-any-return]
+        out = bytearray()
+        while codes and codes[-1] == UNSURE:
+            out += codes[:-1]
+            out.append(self._slow_code(lines[len(out)]))
+            codes = core.apply_lines(lines, len(out)) if len(out) < len(lines) else b""
+        out += codes
+        return bytes(out)
 
-    def apply_blob(self, data: bytes) -> bytes:
-        """:meth:`apply_lines` over newline-separated lines in one bytes object."""
-        return self._core.apply_blob(data)  # type: ignore[no-any-return]
+    def _slow_code(self, data: bytes) -> int:
+        """A document the core left to decode_event (repeated keys, deep nesting)."""
+        try:
+            return OUTCOMES.index(self.apply(decode_event(data)))
+        except ConflictingEvent:
+            return CONFLICT
+        except TooFarAhead:
+            return TOO_FAR
+        except InvalidEvent:
+            return INVALID
 
     def error(self, code: int, data: bytes) -> PopstreamError:
         """The exception the Python engine raises for an event the core answered with
