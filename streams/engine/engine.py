@@ -1162,8 +1162,9 @@ def engine_class(choice: str | None = None) -> type[PythonEngine]:
     return NativeEngine  # type: ignore[return-value]  # the same interface
 
 
-if TYPE_CHECKING:
-    Engine = PythonEngine
-else:
+# Bound to the Python engine first: streams.engine.native, imported by
+# engine_class() while this module is still loading, borrows its readers from it.
+Engine = PythonEngine
+if not TYPE_CHECKING:
     Engine = engine_class()
 """The engine this process runs (see :func:`engine_class`)."""

@@ -269,23 +269,26 @@ def test_the_memory_of_freed_sellers_is_returned() -> None:
     tracemalloc.start()
     try:
         engine = Engine(now=NOW_US, track_dirty=True)
+        # The native engine's state is outside Python's heap, which tracemalloc
+        # sees: its core counts what it holds itself (capacity-based).
+        core = getattr(engine, "memory_bytes", lambda: 0)
         engine.take_dirty()
-        empty = tracemalloc.get_traced_memory()[0]
+        empty = tracemalloc.get_traced_memory()[0] + core()
         for line in lines:
             engine.apply_bytes(line)
         engine.take_dirty()
-        full = tracemalloc.get_traced_memory()[0]
+        full = tracemalloc.get_traced_memory()[0] + core()
         engine.advance(days(91))
         freed = len(engine.take_freed())  # not the list: it holds the ids
         engine.take_dirty()
         gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.get_traced_memory()[0] + core()
     finally:
         tracemalloc.stop()
     assert freed == 2000
     assert engine.sellers == {}
     held = full - empty
-    assert held > 2000 * 10 * 100  # sanity: the state was really there (> 100 B/order)
+    assert held > 2000 * 10 * 50  # sanity: the state was really there (> 50 B/order)
     assert after - empty < held * 0.001, (empty, full, after)
 
 
