@@ -610,8 +610,39 @@ pub struct Ext {
     pub next_seq: u64,
 }
 
+/// A seller id, inline up to 22 bytes (no allocation, no pointer to chase on the
+/// hot path's lookup).
+#[derive(Clone)]
+pub enum SId {
+    Inline(u8, [u8; 22]),
+    Heap(Box<[u8]>),
+}
+
+impl SId {
+    fn new(b: &[u8]) -> Self {
+        if b.len() <= 22 {
+            let mut buf = [0u8; 22];
+            buf[..b.len()].copy_from_slice(b);
+            SId::Inline(b.len() as u8, buf)
+        } else {
+            SId::Heap(b.into())
+        }
+    }
+}
+
+impl std::ops::Deref for SId {
+    type Target = [u8];
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        match self {
+            SId::Inline(n, buf) => &buf[..*n as usize],
+            SId::Heap(b) => b,
+        }
+    }
+}
+
 pub struct Seller {
-    pub id: Box<[u8]>,
+    pub id: SId,
     pub created: u64, // creation order: the Python engine's dict order of sellers
     pub orders: HashTable<u32>,
     pub sums: u32, // slab handle
@@ -710,7 +741,7 @@ pub struct Core {
     pub horizon: i64,
     pub n_windows: usize,
     windows: Vec<(i64, i64)>,
-    windows_of_age: Vec<Vec<u8>>,
+    windows_of_age: Vec<u64>, // bit i: window i covers that age
     pub fixed_clock: bool,
     pub track_dirty: bool,
     pub track_touched: bool,
@@ -762,7 +793,10 @@ impl Core {
             today: cfg.now.div_euclid(US_PER_DAY),
             horizon,
             n_windows: cfg.windows.len(),
-            windows_of_age: windows_by_age(&cfg.windows, horizon),
+            windows_of_age: windows_by_age(&cfg.windows, horizon)
+                .iter()
+                .map(|w| w.iter().fold(0u64, |m, &i| m | 1 << i))
+                .collect(),
             windows: cfg.windows,
             fixed_clock: cfg.fixed_clock,
             track_dirty: cfg.track_dirty,
@@ -789,11 +823,11 @@ impl Core {
     }
 
     #[inline]
-    fn wins(&self, age: i64) -> &[u8] {
+    fn wins(&self, age: i64) -> u64 {
         if age >= 0 && (age as usize) < self.windows_of_age.len() {
-            &self.windows_of_age[age as usize]
+            self.windows_of_age[age as usize]
         } else {
-            &[]
+            0
         }
     }
 
@@ -817,7 +851,7 @@ impl Core {
         }
         let sums = self.slab.insert(&[0, 0, 0, 0]); // meta, lanes: none yet, 1-byte cells
         let seller = Seller {
-            id: id.into(),
+            id: SId::new(id),
             created: self.next_created,
             orders: HashTable::new(),
             sums,
@@ -990,14 +1024,10 @@ impl Core {
 
     /// Add one to every predicate of `plus` and take one from every predicate of
     /// `minus`, in each window of `wins` (the LANES delta of engine.py).
-    fn sums_move(&mut self, si: u32, wins: &[u8], minus: u32, plus: u32) {
-        if wins.is_empty() || (minus | plus) == 0 {
+    fn sums_move(&mut self, si: u32, wins: u64, minus: u32, plus: u32) {
+        if wins == 0 || (minus | plus) == 0 {
             return;
         }
-        let mut wbuf = [0u8; 64];
-        let nw = wins.len().min(64);
-        wbuf[..nw].copy_from_slice(&wins[..nw]);
-        let wins = &wbuf[..nw];
         loop {
             let h = self.sellers[si as usize].as_ref().unwrap().sums;
             let b = self.slab.get_mut(h);
@@ -1010,7 +1040,10 @@ impl Core {
             let max = if width == 4 { u32::MAX } else { (1u32 << (8 * width)) - 1 };
             // would a cell overflow?
             let mut overflow = false;
-            'outer: for &w in wins {
+            let mut wl = wins;
+            'outer: while wl != 0 {
+                let w = wl.trailing_zeros();
+                wl &= wl - 1;
                 let mut bits = plus & !minus;
                 while bits != 0 {
                     let p = bits.trailing_zeros();
@@ -1027,7 +1060,10 @@ impl Core {
                 self.sums_regrow(si, lanes, width * 2);
                 continue;
             }
-            for &w in wins {
+            let mut wl = wins;
+            while wl != 0 {
+                let w = wl.trailing_zeros();
+                wl &= wl - 1;
                 let mut bits = (plus ^ minus) & lanes;
                 while bits != 0 {
                     let p = bits.trailing_zeros();
@@ -1196,11 +1232,8 @@ impl Core {
         if mask != applied {
             self.touch(si);
             let age = self.today - f.day();
-            let mut wb = [0u8; 64];
             let w = self.wins(age);
-            let n = w.len().min(64);
-            wb[..n].copy_from_slice(&w[..n]);
-            self.sums_move(si, &wb[..n], applied & !mask, mask & !applied);
+            self.sums_move(si, w, applied & !mask, mask & !applied);
             f.applied = mask;
         }
         let mut out = std::mem::take(&mut self.scratch);
@@ -1573,11 +1606,8 @@ impl Core {
         let (day, _, applied) = order_head(self.slab.get(h));
         if applied != 0 {
             self.touch(si);
-            let mut wb = [0u8; 64];
             let w = self.wins(self.today - day);
-            let n = w.len().min(64);
-            wb[..n].copy_from_slice(&w[..n]);
-            self.sums_move(si, &wb[..n], applied, 0);
+            self.sums_move(si, w, applied, 0);
         }
         self.remove_order(si, hash, h);
         self.orders_held -= 1;
@@ -1733,11 +1763,10 @@ impl Core {
                         let is = lag <= new_age && new_age < lag + width;
                         if was != is {
                             self.touch(si);
-                            let w = [i as u8];
                             if is {
-                                self.sums_move(si, &w, 0, applied);
+                                self.sums_move(si, 1 << i, 0, applied);
                             } else {
-                                self.sums_move(si, &w, applied, 0);
+                                self.sums_move(si, 1 << i, applied, 0);
                             }
                         }
                     }
@@ -1874,11 +1903,8 @@ impl Core {
                 continue;
             }
             if f.applied != 0 {
-                let mut wb = [0u8; 64];
                 let w = self.wins(today - day);
-                let n = w.len().min(64);
-                wb[..n].copy_from_slice(&w[..n]);
-                self.sums_move(si, &wb[..n], 0, f.applied);
+                self.sums_move(si, w, 0, f.applied);
             }
             let (ds, n) = deadlines(&f);
             for &d in &ds[..n] {
@@ -1988,9 +2014,9 @@ impl Core {
             + self.free_slots.capacity() * 4
             + self.wakeups.capacity() * 16
             + self.scratch.capacity()
-            + self.windows_of_age.iter().map(|v| v.capacity() + 24).sum::<usize>();
+            + self.windows_of_age.capacity() * 8;
         for s in self.sellers.iter().flatten() {
-            n += s.id.len() + s.orders.allocation_size();
+            n += if s.id.len() > 22 { s.id.len() } else { 0 } + s.orders.allocation_size();
             if let Some(e) = &s.ext {
                 n += std::mem::size_of::<Ext>()
                     + e.messages.allocation_size()
