@@ -6,10 +6,10 @@ Decode + validate + apply on one core, fixed clock as of the benchmark's AS_OF (
 ``bench/engine_bench.py``), runs alternating: the Python engine (``apply_bytes`` a
 line), the native engine a line at a time (``apply_bytes``), and in batches
 (``apply_lines``); each run on a fresh engine, lines in memory before timing.
-Then exactness (every seller's sums, outcome counts, orders held and pending,
-reported sellers) and memory: the core's heap (``memory_bytes``, capacity-based)
-and the process's RSS growth per order held, against the Python engine's
-tracemalloc heap.
+Memory first, in the fresh process: the core's heap (``memory_bytes``,
+capacity-based) and the process's RSS growth per order held; at the end the Python
+engine's tracemalloc heap. Then exactness (every seller's sums, outcome counts,
+orders held and pending, reported sellers).
 """
 
 from __future__ import annotations
@@ -67,11 +67,10 @@ NAMES = ("applied", "pending", "duplicate", "held", "expired", "rejected", "reje
          "rejected")
 
 
-def run_native_batch(lines: list[bytes], now: int, batch: int
+def run_native_batch(chunks: list[list[bytes]], now: int
                      ) -> tuple[float, NativeEngine, Counter[str]]:
     engine = NativeEngine(now=now, fixed_clock=True)
     apply_lines = engine.apply_lines
-    chunks = [lines[i:i + batch] for i in range(0, len(lines), batch)]
     codes = bytearray()
     gc.collect()
     t = time.perf_counter()
@@ -93,8 +92,22 @@ def main() -> int:
     lines = ensure_log(args.events, args.sellers, 95).read_bytes().splitlines()
     now = parse_timestamp(AS_OF)
     print(f"{len(lines):,} events, as of {AS_OF}", file=sys.stderr)
+    chunks = [lines[i:i + args.batch] for i in range(0, len(lines), args.batch)]
+    # memory
+    gc.collect()
+    rss0 = _rss()
+    _, nat, _ = run_native_batch(chunks, now)
+    gc.collect()
+    rss = _rss() - rss0  # includes the outcome codes (1 byte an event) and malloc's slack
+    orders = nat.tracked_orders
+    print(f"native: {nat.memory_bytes() / orders:.1f} bytes/order (core heap, capacity-based),"
+          f" RSS growth {rss / orders:.1f} bytes/order; {orders:,} orders")
+    for k, v in nat.memory_breakdown().items():
+        print(f"    {k:22s} {v / orders:8.1f} bytes/order")
+    del nat
+    gc.collect()
+    results: dict[str, tuple[object, Counter[str]]] = {}
     rates: dict[str, list[float]] = {"python": [], "native_each": [], "native_batch": []}
-    results = {}
     for run in range(args.runs):
         for name in rates:
             if name == "python" and args.no_python:
@@ -104,7 +117,7 @@ def main() -> int:
             elif name == "native_each":
                 seconds, engine, counts = run_native_each(lines, now)
             else:
-                seconds, engine, counts = run_native_batch(lines, now, args.batch)
+                seconds, engine, counts = run_native_batch(chunks, now)
             rates[name].append(len(lines) / seconds)
             print(f"  run {run + 1} {name:13s} {len(lines) / seconds:>12,.0f} events/s "
                   f"({seconds / len(lines) * 1e6:.2f} us/event)", file=sys.stderr)
@@ -130,18 +143,6 @@ def main() -> int:
               f"{py.tracked_orders:,} orders held ({py.pending_orders:,} pending)")
         del py
     results.clear()
-    # memory
-    gc.collect()
-    rss0 = _rss()
-    _, nat, _ = run_native_batch(lines, now, args.batch)
-    gc.collect()
-    rss = _rss() - rss0
-    orders = nat.tracked_orders
-    print(f"native: {nat.memory_bytes() / orders:.1f} bytes/order (core heap, capacity-based),"
-          f" RSS growth {rss / orders:.1f} bytes/order; {orders:,} orders")
-    for k, v in nat.memory_breakdown().items():
-        print(f"    {k:22s} {v / orders:8.1f} bytes/order")
-    del nat
     if not args.no_python:
         gc.collect()
         tracemalloc.start()
