@@ -19,7 +19,7 @@ fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[pyclass(name = "Core", module = "streams._native", unsendable)]
+#[pyclass(name = "Core", module = "streams._native")]
 struct PyCore {
     core: Core,
 }
