@@ -400,7 +400,8 @@ def test_decoded_messages_equal_event_by_event(lines: list[bytes], sizes: list[i
                                                        for e in events]
         assert batch.seller_ids == [e.seller_id for e in events]
         expected = [_outcome(one, line) for line in group]
-        got = [r if isinstance(r, Outcome) else (type(r).__name__, str(r), getattr(r, "field", None))
+        got = [r if isinstance(r, Outcome)
+               else (type(r).__name__, str(r), getattr(r, "field", None))
                for r in two.apply_decoded_outcomes(batch)]
         assert got == expected
     assert _state(two) == _state(one)
@@ -408,7 +409,8 @@ def test_decoded_messages_equal_event_by_event(lines: list[bytes], sizes: list[i
 
 def test_outcome_codes_name_the_outcomes() -> None:
     assert [o.value for o in OUTCOMES] == list(_native.OUTCOMES[:5])
-    assert KIND_TAGS[0] == "order" and len(KIND_TAGS) == 9
+    assert KIND_TAGS[0] == "order"
+    assert len(KIND_TAGS) == 9
 
 
 def test_held_events_that_conflict_when_due_are_deferred_rejects() -> None:
@@ -451,4 +453,5 @@ def test_deferred_rejects_keep_the_event_and_the_message() -> None:
         got.append([(e, str(x), x.field) for e, x in engine.deferred_rejects])
         engine.deferred_rejects.clear()
         assert engine.deferred_rejects == []
-    assert got[0] == got[1] and len(got[0]) == 1
+    assert got[0] == got[1]
+    assert len(got[0]) == 1
