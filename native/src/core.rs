@@ -14,7 +14,8 @@
 //!   22 bits, fact flags 14, presence 12) | purchased_at | the facts present |
 //!   buyer_messages? | digest count varint | 6-byte digests` (see `encode_order`);
 //!   each seller's table holds the u32 handles of its records;
-//! * window sums: a slab record per seller, `meta | lanes (3 B) | counts[window][lane]`
+//! * id and window sums: a slab record per seller, `id length | id | meta | lanes
+//!   (3 B) | counts[window][lane]`
 //!   in 1, 2 or 4-byte cells, lanes added as predicates are first counted.
 //!
 //! No day index: a day roll scans every record (once a UTC day on a live clock).
@@ -25,8 +26,6 @@
 use crate::json::{decode, Event, Kind};
 use crate::slab::Slab;
 use crate::ts::US_PER_DAY;
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
 use hashbrown::{HashMap, HashTable};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -438,10 +437,11 @@ fn get_time(b: &[u8], i: &mut usize, base: i64) -> i64 {
 
 #[inline(always)]
 pub fn digest48(event_id: &[u8]) -> [u8; 6] {
-    let mut h = Blake2bVar::new(6).expect("6 is a valid BLAKE2b output size");
-    h.update(event_id);
+    // BLAKE2b with a 6-byte digest (hashlib.blake2b(id, digest_size=6)): the
+    // output size is a parameter of the hash, not a truncation.
+    let h = blake2b_simd::Params::new().hash_length(6).hash(event_id);
     let mut out = [0u8; 6];
-    h.finalize_variable(&mut out).expect("output size 6");
+    out.copy_from_slice(h.as_bytes());
     out
 }
 
@@ -599,7 +599,6 @@ pub struct Reply {
 }
 
 /// What few sellers hold: messages, replies, held events, timers.
-#[derive(Default)]
 pub struct Ext {
     pub messages: HashMap<Box<[u8]>, Msg>,
     pub replies: HashMap<Box<[u8]>, Reply>,
@@ -608,18 +607,34 @@ pub struct Ext {
     /// (deadline, hash of the record's key)
     pub timers: BinaryHeap<Reverse<(i64, u64)>>,
     pub next_seq: u64,
+    /// The earliest wake-up this seller has in the global heap (i64::MAX: none).
+    pub wake_at: i64,
 }
 
+/// One seller. Its id and window sums share one slab record (`id length varint |
+/// id | meta | lanes (3 B) | counts`): the lookup by id reads the record the event
+/// then counts in.
 pub struct Seller {
-    pub id: Box<[u8]>,
     pub created: u64, // creation order: the Python engine's dict order of sellers
     pub orders: HashTable<u32>,
-    pub sums: u32, // slab handle
-    wake_at: i64,
+    pub sums: u32, // slab handle of the id-and-sums record
     dirty: u32,
     pub has_orders: bool,
     touched: bool,
     pub ext: Option<Box<Ext>>,
+}
+
+impl Default for Ext {
+    fn default() -> Self {
+        Ext {
+            messages: HashMap::new(),
+            replies: HashMap::new(),
+            future: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            next_seq: 0,
+            wake_at: i64::MAX,
+        }
+    }
 }
 
 impl Seller {
@@ -710,7 +725,7 @@ pub struct Core {
     pub horizon: i64,
     pub n_windows: usize,
     windows: Vec<(i64, i64)>,
-    windows_of_age: Vec<Vec<u8>>,
+    windows_of_age: Vec<u64>, // bit i: window i covers that age
     pub fixed_clock: bool,
     pub track_dirty: bool,
     pub track_touched: bool,
@@ -762,7 +777,10 @@ impl Core {
             today: cfg.now.div_euclid(US_PER_DAY),
             horizon,
             n_windows: cfg.windows.len(),
-            windows_of_age: windows_by_age(&cfg.windows, horizon),
+            windows_of_age: windows_by_age(&cfg.windows, horizon)
+                .iter()
+                .map(|w| w.iter().fold(0u64, |m, &i| m | 1 << i))
+                .collect(),
             windows: cfg.windows,
             fixed_clock: cfg.fixed_clock,
             track_dirty: cfg.track_dirty,
@@ -789,11 +807,11 @@ impl Core {
     }
 
     #[inline]
-    fn wins(&self, age: i64) -> &[u8] {
+    fn wins(&self, age: i64) -> u64 {
         if age >= 0 && (age as usize) < self.windows_of_age.len() {
-            &self.windows_of_age[age as usize]
+            self.windows_of_age[age as usize]
         } else {
-            &[]
+            0
         }
     }
 
@@ -802,9 +820,10 @@ impl Core {
     #[inline]
     pub fn find_seller(&self, id: &[u8]) -> Option<u32> {
         let sellers = &self.sellers;
+        let slab = &self.slab;
         self.seller_tab
             .find(xxh3_64(id), |&si| {
-                crate::json::fast_eq(&sellers[si as usize].as_ref().unwrap().id, id)
+                crate::json::fast_eq(rec_key(slab.get(sellers[si as usize].as_ref().unwrap().sums)).0, id)
             })
             .copied()
     }
@@ -815,13 +834,15 @@ impl Core {
             let n = self.n_windows * N_PREDICATES;
             self.touched.entry(id, || vec![0u32; n]);
         }
-        let sums = self.slab.insert(&[0, 0, 0, 0]); // meta, lanes: none yet, 1-byte cells
+        let mut rec = Vec::with_capacity(id.len() + 6);
+        put_var(&mut rec, id.len() as u64);
+        rec.extend_from_slice(id);
+        rec.extend_from_slice(&[0, 0, 0, 0]); // meta, lanes: none yet, 1-byte cells
+        let sums = self.slab.insert(&rec);
         let seller = Seller {
-            id: id.into(),
             created: self.next_created,
             orders: HashTable::new(),
             sums,
-            wake_at: i64::MAX,
             dirty: NONE,
             has_orders: false,
             touched: self.track_touched,
@@ -839,8 +860,9 @@ impl Core {
             }
         };
         let sellers = &self.sellers;
+        let slab = &self.slab;
         self.seller_tab.insert_unique(xxh3_64(id), si, |&s| {
-            xxh3_64(&sellers[s as usize].as_ref().unwrap().id)
+            xxh3_64(rec_key(slab.get(sellers[s as usize].as_ref().unwrap().sums)).0)
         });
         if !self.freed.is_empty() {
             if let Some(p) = self.freed.pos(id) {
@@ -858,10 +880,17 @@ impl Core {
         }
     }
 
-    /// Remove a seller's slot (its state is forgotten).
-    fn remove_seller(&mut self, si: u32) -> Seller {
+    /// A seller's id.
+    #[inline]
+    pub fn sid(&self, si: u32) -> &[u8] {
+        rec_key(self.slab.get(self.sellers[si as usize].as_ref().unwrap().sums)).0
+    }
+
+    /// Remove a seller's slot (its state is forgotten); its id.
+    fn remove_seller(&mut self, si: u32) -> Box<[u8]> {
+        let id: Box<[u8]> = self.sid(si).into();
         let s = self.sellers[si as usize].take().expect("live seller");
-        let hash = xxh3_64(&s.id);
+        let hash = xxh3_64(&id);
         if let Ok(e) = self.seller_tab.find_entry(hash, |&x| x == si) {
             e.remove();
         }
@@ -871,7 +900,7 @@ impl Core {
         }
         slab.free(s.sums);
         self.free_slots.push(si);
-        s
+        id
     }
 
     /// Engine._free_if_empty
@@ -881,10 +910,10 @@ impl Core {
             _ => return,
         }
         self.touch(si);
-        let s = self.remove_seller(si);
+        let id = self.remove_seller(si);
         if self.track_dirty {
-            self.mark_id(&s.id, None);
-            let p = self.freed.entry(&s.id, || true);
+            self.mark_id(&id, None);
+            let p = self.freed.entry(&id, || true);
             self.freed.items[p].1 = true;
         }
     }
@@ -912,11 +941,13 @@ impl Core {
 
     // --- sums ---------------------------------------------------------------------
 
+    /// (offset of the cells, cell width, lanes, meta) of an id-and-sums record.
     #[inline(always)]
-    fn sums_head(b: &[u8]) -> (usize, u32, u8) {
-        let meta = b[0];
-        let lanes = u32::from_le_bytes([b[1], b[2], b[3], 0]);
-        (1usize << (meta & 3), lanes, meta)
+    fn sums_head(b: &[u8]) -> (usize, usize, u32, u8) {
+        let o = rec_key(b).1;
+        let meta = b[o];
+        let lanes = u32::from_le_bytes([b[o + 1], b[o + 2], b[o + 3], 0]);
+        (o + 4, 1usize << (meta & 3), lanes, meta)
     }
 
     #[inline(always)]
@@ -941,14 +972,15 @@ impl Core {
     pub fn counts(&self, si: u32) -> Vec<u32> {
         let s = self.sellers[si as usize].as_ref().unwrap();
         let b = self.slab.get(s.sums);
-        let (width, lanes, _) = Self::sums_head(b);
+        let (base, width, lanes, _) = Self::sums_head(b);
         let nl = lanes.count_ones() as usize;
         let mut out = vec![0u32; self.n_windows * N_PREDICATES];
         for w in 0..self.n_windows {
             let mut rank = 0;
             for p in 0..N_PREDICATES {
                 if lanes >> p & 1 != 0 {
-                    out[w * N_PREDICATES + p] = Self::read_cell(b, 4 + (w * nl + rank) * width, width);
+                    out[w * N_PREDICATES + p] =
+                        Self::read_cell(b, base + (w * nl + rank) * width, width);
                     rank += 1;
                 }
             }
@@ -960,10 +992,10 @@ impl Core {
     pub fn counts_last(&self, si: u32) -> bool {
         let s = self.sellers[si as usize].as_ref().unwrap();
         let b = self.slab.get(s.sums);
-        let (width, lanes, _) = Self::sums_head(b);
+        let (base, width, lanes, _) = Self::sums_head(b);
         let nl = lanes.count_ones() as usize;
         let w = self.n_windows - 1;
-        (0..nl).any(|r| Self::read_cell(b, 4 + (w * nl + r) * width, width) != 0)
+        (0..nl).any(|r| Self::read_cell(b, base + (w * nl + r) * width, width) != 0)
     }
 
     #[cold]
@@ -971,14 +1003,17 @@ impl Core {
         let counts = self.counts(si);
         let h = self.sellers[si as usize].as_ref().unwrap().sums;
         let nl = lanes.count_ones() as usize;
-        let mut rec = vec![0u8; 4 + self.n_windows * nl * width];
-        rec[0] = width.trailing_zeros() as u8;
-        rec[1..4].copy_from_slice(&lanes.to_le_bytes()[..3]);
+        let o = rec_key(self.slab.get(h)).1;
+        let mut rec = vec![0u8; o + 4 + self.n_windows * nl * width];
+        rec[..o].copy_from_slice(&self.slab.get(h)[..o]);
+        rec[o] = width.trailing_zeros() as u8;
+        rec[o + 1..o + 4].copy_from_slice(&lanes.to_le_bytes()[..3]);
+        let base = o + 4;
         for w in 0..self.n_windows {
             let mut rank = 0;
             for p in 0..N_PREDICATES {
                 if lanes >> p & 1 != 0 {
-                    Self::write_cell(&mut rec, 4 + (w * nl + rank) * width, width,
+                    Self::write_cell(&mut rec, base + (w * nl + rank) * width, width,
                                      counts[w * N_PREDICATES + p]);
                     rank += 1;
                 }
@@ -990,18 +1025,14 @@ impl Core {
 
     /// Add one to every predicate of `plus` and take one from every predicate of
     /// `minus`, in each window of `wins` (the LANES delta of engine.py).
-    fn sums_move(&mut self, si: u32, wins: &[u8], minus: u32, plus: u32) {
-        if wins.is_empty() || (minus | plus) == 0 {
+    fn sums_move(&mut self, si: u32, wins: u64, minus: u32, plus: u32) {
+        if wins == 0 || (minus | plus) == 0 {
             return;
         }
-        let mut wbuf = [0u8; 64];
-        let nw = wins.len().min(64);
-        wbuf[..nw].copy_from_slice(&wins[..nw]);
-        let wins = &wbuf[..nw];
         loop {
             let h = self.sellers[si as usize].as_ref().unwrap().sums;
             let b = self.slab.get_mut(h);
-            let (width, lanes, _) = Self::sums_head(b);
+            let (base, width, lanes, _) = Self::sums_head(b);
             if plus & !lanes != 0 {
                 self.sums_regrow(si, lanes | plus | COMMON_LANES, width);
                 continue;
@@ -1010,13 +1041,16 @@ impl Core {
             let max = if width == 4 { u32::MAX } else { (1u32 << (8 * width)) - 1 };
             // would a cell overflow?
             let mut overflow = false;
-            'outer: for &w in wins {
+            let mut wl = wins;
+            'outer: while wl != 0 {
+                let w = wl.trailing_zeros();
+                wl &= wl - 1;
                 let mut bits = plus & !minus;
                 while bits != 0 {
                     let p = bits.trailing_zeros();
                     bits &= bits - 1;
                     let rank = (lanes & ((1u32 << p) - 1)).count_ones() as usize;
-                    let at = 4 + (w as usize * nl + rank) * width;
+                    let at = base + (w as usize * nl + rank) * width;
                     if Self::read_cell(b, at, width) == max {
                         overflow = true;
                         break 'outer;
@@ -1027,13 +1061,16 @@ impl Core {
                 self.sums_regrow(si, lanes, width * 2);
                 continue;
             }
-            for &w in wins {
+            let mut wl = wins;
+            while wl != 0 {
+                let w = wl.trailing_zeros();
+                wl &= wl - 1;
                 let mut bits = (plus ^ minus) & lanes;
                 while bits != 0 {
                     let p = bits.trailing_zeros();
                     bits &= bits - 1;
                     let rank = (lanes & ((1u32 << p) - 1)).count_ones() as usize;
-                    let at = 4 + (w as usize * nl + rank) * width;
+                    let at = base + (w as usize * nl + rank) * width;
                     let v = Self::read_cell(b, at, width);
                     let nv = if plus >> p & 1 != 0 { v + 1 } else { v.wrapping_sub(1) };
                     Self::write_cell(b, at, width, nv);
@@ -1053,8 +1090,9 @@ impl Core {
         if s.touched {
             return;
         }
+        let _ = s;
         let counts = self.counts(si);
-        let id = s.id.clone();
+        let id: Box<[u8]> = self.sid(si).into();
         self.touched.entry(&id, || counts);
         seller!(self, si).touched = true;
     }
@@ -1079,7 +1117,7 @@ impl Core {
         let s = self.sellers[si as usize].as_mut().unwrap();
         let mut p = s.dirty;
         if p == NONE {
-            let id = s.id.clone();
+            let id: Box<[u8]> = self.sid(si).into();
             p = self.dirty.entry(&id, DirtySet::default) as u32;
             seller!(self, si).dirty = p;
         }
@@ -1134,7 +1172,7 @@ impl Core {
 
     /// Engine._leave_ghost
     fn leave_ghost(&mut self, si: u32, day: i64, key: &[u8], record: Vec<u8>) {
-        let id = self.sellers[si as usize].as_ref().unwrap().id.clone();
+        let id: Box<[u8]> = self.sid(si).into();
         let p = self.ghosts.entry(&id, Vec::new);
         let g = &mut self.ghosts.items[p].1;
         if !g.iter().any(|(d, k, _)| *d == day && &**k == key) {
@@ -1196,11 +1234,8 @@ impl Core {
         if mask != applied {
             self.touch(si);
             let age = self.today - f.day();
-            let mut wb = [0u8; 64];
             let w = self.wins(age);
-            let n = w.len().min(64);
-            wb[..n].copy_from_slice(&w[..n]);
-            self.sums_move(si, &wb[..n], applied & !mask, mask & !applied);
+            self.sums_move(si, w, applied & !mask, mask & !applied);
             f.applied = mask;
         }
         let mut out = std::mem::take(&mut self.scratch);
@@ -1238,7 +1273,7 @@ impl Core {
 
     #[inline]
     fn push_wakeup(&mut self, t: i64, si: u32) {
-        let s = seller!(self, si);
+        let s = seller!(self, si).ext();
         if t < s.wake_at {
             s.wake_at = t;
             self.wakeups.push(Reverse((t, si)));
@@ -1573,11 +1608,8 @@ impl Core {
         let (day, _, applied) = order_head(self.slab.get(h));
         if applied != 0 {
             self.touch(si);
-            let mut wb = [0u8; 64];
             let w = self.wins(self.today - day);
-            let n = w.len().min(64);
-            wb[..n].copy_from_slice(&w[..n]);
-            self.sums_move(si, &wb[..n], applied, 0);
+            self.sums_move(si, w, applied, 0);
         }
         self.remove_order(si, hash, h);
         self.orders_held -= 1;
@@ -1629,8 +1661,10 @@ impl Core {
             }
             self.wakeups.pop();
             if let Some(s) = self.sellers[si as usize].as_mut() {
-                if s.wake_at == t {
-                    s.wake_at = i64::MAX;
+                if let Some(e) = s.ext.as_mut() {
+                    if e.wake_at == t {
+                        e.wake_at = i64::MAX;
+                    }
                 }
                 self.wake(si);
             }
@@ -1733,11 +1767,10 @@ impl Core {
                         let is = lag <= new_age && new_age < lag + width;
                         if was != is {
                             self.touch(si);
-                            let w = [i as u8];
                             if is {
-                                self.sums_move(si, &w, 0, applied);
+                                self.sums_move(si, 1 << i, 0, applied);
                             } else {
-                                self.sums_move(si, &w, applied, 0);
+                                self.sums_move(si, 1 << i, applied, 0);
                             }
                         }
                     }
@@ -1811,7 +1844,10 @@ impl Core {
         if self.seller_tab.len() * 4 < self.seller_tab.capacity() && self.seller_tab.capacity() > 64 {
             let sellers = &self.sellers;
             let n = self.seller_tab.len();
-            self.seller_tab.shrink_to(n, |&s| xxh3_64(&sellers[s as usize].as_ref().unwrap().id));
+            let slab = &self.slab;
+            self.seller_tab.shrink_to(n, |&s| {
+                xxh3_64(rec_key(slab.get(sellers[s as usize].as_ref().unwrap().sums)).0)
+            });
         }
     }
 
@@ -1874,11 +1910,8 @@ impl Core {
                 continue;
             }
             if f.applied != 0 {
-                let mut wb = [0u8; 64];
                 let w = self.wins(today - day);
-                let n = w.len().min(64);
-                wb[..n].copy_from_slice(&w[..n]);
-                self.sums_move(si, &wb[..n], 0, f.applied);
+                self.sums_move(si, w, 0, f.applied);
             }
             let (ds, n) = deadlines(&f);
             for &d in &ds[..n] {
@@ -1988,9 +2021,9 @@ impl Core {
             + self.free_slots.capacity() * 4
             + self.wakeups.capacity() * 16
             + self.scratch.capacity()
-            + self.windows_of_age.iter().map(|v| v.capacity() + 24).sum::<usize>();
+            + self.windows_of_age.capacity() * 8;
         for s in self.sellers.iter().flatten() {
-            n += s.id.len() + s.orders.allocation_size();
+            n += s.orders.allocation_size();
             if let Some(e) = &s.ext {
                 n += std::mem::size_of::<Ext>()
                     + e.messages.allocation_size()

@@ -207,7 +207,7 @@ impl PyCore {
             .seller_slots()
             .into_iter()
             .filter(|&si| !counted || self.core.counts_last(si))
-            .map(|si| s(&self.core.sellers[si as usize].as_ref().unwrap().id))
+            .map(|si| s(self.core.sid(si)))
             .collect()
     }
 

@@ -145,7 +145,7 @@ class SellerView:
     @property
     def timers(self) -> list[tuple[int, int]]:
         """(deadline, hash of the order key): the core keeps no key copy."""
-        return self._engine._core.timers(self.id)
+        return self._engine._core.timers(self.id)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"SellerView({self.id!r})"
@@ -179,15 +179,15 @@ class _Sellers(Mapping[str, SellerView]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._engine._core.seller_ids(False))
 
-    def items(self):  # type: ignore[no-untyped-def,override]
+    def items(self):  # type: ignore[no-untyped-def]
         engine = self._engine
         return [(sid, SellerView(engine, sid)) for sid in engine._core.seller_ids(False)]
 
-    def values(self):  # type: ignore[no-untyped-def,override]
+    def values(self):  # type: ignore[no-untyped-def]
         engine = self._engine
         return [SellerView(engine, sid) for sid in engine._core.seller_ids(False)]
 
-    def keys(self):  # type: ignore[no-untyped-def,override]
+    def keys(self):  # type: ignore[no-untyped-def]
         return self._engine._core.seller_ids(False)
 
 
@@ -275,7 +275,7 @@ class NativeEngine:
 
     def apply_bytes(self, data: bytes) -> Outcome:
         """Decode and apply one JSON event; raises :class:`InvalidEvent`."""
-        code = self._core.apply(data)
+        code: int = self._core.apply(data)
         if code < INVALID:
             return OUTCOMES[code]
         if code == UNSURE:
@@ -285,7 +285,7 @@ class NativeEngine:
     def apply(self, event: Event) -> Outcome:
         """Fold one validated event into the state (see :meth:`Engine.apply`)."""
         data = encode_event(event)
-        code = self._core.apply(data)
+        code: int = self._core.apply(data)
         if code < INVALID:
             return OUTCOMES[code]
         raise self._error(code, data)
@@ -623,7 +623,7 @@ def _predicate(name: str) -> int:
 def _conflict(event: Event) -> ConflictingEvent:
     """Engine._on_order's ConflictingEvent, word for word."""
     return ConflictingEvent(
-        f"order {event.order_id!r} of seller {event.seller_id!r} already exists; "  # type: ignore[union-attr]
+        f"order {event.order_id!r} of seller {event.seller_id!r} already exists; "
         f"event {event.event_id!r} would redefine it (event ids must be unique, "
         "and an order is created once)",
         field="$.order_id",
