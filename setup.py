@@ -8,7 +8,7 @@ It is always a release build: a debug build of the core is ~10x slower and would
 make every measurement of an editable install meaningless.
 
 ``POPSTREAM_NO_NATIVE=1`` at install time skips it: the pure-Python engine then
-runs (``streams/engine/engine.py``, the same results, ~15x slower), for a machine
+runs (``streams/engine/engine.py``, the same results, ~9x slower), for a machine
 without cargo.
 """
 
