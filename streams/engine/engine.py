@@ -34,6 +34,7 @@ import datetime as dt
 import enum
 import hashlib
 import heapq
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -1158,6 +1159,13 @@ def engine_class(choice: str | None = None) -> type[PythonEngine]:
             raise ConfigError(
                 f"the native engine core is not built ({exc}); run make, or choose "
                 "POPSTREAM_ENGINE=python") from None
+        if os.environ.get("POPSTREAM_NO_NATIVE", "") in ("", "0"):
+            # Not asked for: a venv installed before the core existed, or a failed
+            # build. Same results, ~9x slower: say so once, where it is decided.
+            logging.getLogger("popstream.engine").warning(
+                "the native engine core is not built (%s): running the pure-Python "
+                "engine, ~9x slower; run make (or set POPSTREAM_NO_NATIVE=1 to mean it)",
+                exc)
         return PythonEngine
     return NativeEngine  # type: ignore[return-value]  # the same interface
 

@@ -4,6 +4,7 @@ other by accident)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -33,9 +34,12 @@ def test_python_is_always_there_and_a_bad_choice_is_refused() -> None:
 
 
 def test_auto_falls_back_and_native_refuses_when_the_core_is_missing(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "streams.engine.native", None)  # import fails
-    assert engine_class("auto") is PythonEngine
+    monkeypatch.delenv("POPSTREAM_NO_NATIVE", raising=False)
+    with caplog.at_level(logging.WARNING, logger="popstream.engine"):
+        assert engine_class("auto") is PythonEngine
+    assert "native engine core is not built" in caplog.text  # a fallback is never silent
     with pytest.raises(ConfigError, match="native engine core is not built"):
         engine_class("native")
